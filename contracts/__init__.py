@@ -1,0 +1,1 @@
+"""Versioned message contracts: the wire format upstream teams publish against."""

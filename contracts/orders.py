@@ -1,0 +1,126 @@
+"""The orders flow's contracts: `order.created` v1 (legacy storefront) and v2, and the upcaster."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contracts.registry import Contract
+from contracts.types import CountryCode, Currency, Email, Id, MinorUnits, Quantity, Sku, Text
+
+FLOW = "orders"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrderItemV1(_Model):
+    sku: Sku
+    qty: Quantity
+    unit_price_cents: MinorUnits
+
+
+class OrderCreatedV1(_Model):
+    """The legacy storefront's order: one email, flat items, prices in cents."""
+
+    order_id: Id
+    email: Email
+    currency: Currency
+    items: Annotated[list[OrderItemV1], Field(min_length=1, max_length=500)]
+    total_cents: MinorUnits
+
+
+class Customer(_Model):
+    customer_id: Id | None = None
+    email: Email
+    name: Text | None = None
+
+
+class Address(_Model):
+    name: Text
+    line1: Text
+    line2: Text | None = None
+    city: Text
+    postal_code: Annotated[str, Field(strict=True, max_length=20)]
+    country: CountryCode
+
+
+class OrderLine(_Model):
+    line_id: Id
+    sku: Sku
+    quantity: Quantity
+    unit_price_minor: MinorUnits
+    title: Text | None = None
+
+
+class OrderCreatedV2(_Model):
+    """An order placed on a sales channel (storefront or a marketplace), ready to reserve stock for."""
+
+    order_id: Id
+    channel: Annotated[str, Field(strict=True, pattern=r"^(storefront|marketplace:[a-z0-9_-]{1,32})$")]
+    customer: Customer
+    ship_to: Address | None = None
+    currency: Currency
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
+    total_minor: MinorUnits
+    tax_exempt: bool = False
+
+    @model_validator(mode="after")
+    def _line_ids_are_unique(self) -> OrderCreatedV2:
+        ids = [line.line_id for line in self.lines]
+        if len(ids) != len(set(ids)):
+            raise ValueError("line_id values must be unique within an order")
+        return self
+
+
+def upcast_v1_v2(event: OrderCreatedV1) -> OrderCreatedV2:
+    """v1 came only from the storefront, had no customer id, and numbered its lines by position."""
+    return OrderCreatedV2(
+        order_id=event.order_id,
+        channel="storefront",
+        customer=Customer(email=event.email),
+        currency=event.currency,
+        lines=[
+            OrderLine(line_id=str(position), sku=item.sku, quantity=item.qty, unit_price_minor=item.unit_price_cents)
+            for position, item in enumerate(event.items, start=1)
+        ],
+        total_minor=event.total_cents,
+    )
+
+
+def _order_keys(event: OrderCreatedV2) -> dict[str, str]:
+    return {"order_id": event.order_id}
+
+
+_EXAMPLE_V2: dict[str, Any] = {
+    "order_id": "ORD-1001",
+    "channel": "storefront",
+    "customer": {"customer_id": "C-77", "email": "ana@example.com", "name": "Ana Müller"},
+    "ship_to": {"name": "Ana Müller", "line1": "Hauptstraße 5", "city": "Köln", "postal_code": "50667", "country": "DE"},
+    "currency": "EUR",
+    "lines": [{"line_id": "1", "sku": "TEE-RED-M", "quantity": 2, "unit_price_minor": 1999, "title": "T-Shirt rot"}],
+    "total_minor": 3998,
+}
+
+_EXAMPLE_V1: dict[str, Any] = {
+    "order_id": "ORD-0999",
+    "email": "bo@example.com",
+    "currency": "EUR",
+    "items": [{"sku": "MUG-BLUE", "qty": 1, "unit_price_cents": 1200}],
+    "total_cents": 1200,
+}
+
+ORDER_CREATED = Contract(
+    name="order.created",
+    flow=FLOW,
+    versions={1: OrderCreatedV1, 2: OrderCreatedV2},
+    upcasters={1: upcast_v1_v2},
+    dedup_key=lambda event: event.order_id,
+    business_keys=_order_keys,
+    summary="A customer placed an order on a sales channel. Dedup key: order_id.",
+    examples={1: _EXAMPLE_V1, 2: _EXAMPLE_V2},
+)
+
+CONTRACTS = (ORDER_CREATED,)

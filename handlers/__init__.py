@@ -1,0 +1,1 @@
+"""Business rules per flow: plain functions over the latest contract and injected ports."""

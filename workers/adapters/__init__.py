@@ -1,0 +1,1 @@
+"""Downstream adapters: how effects reach the ERP, channels, notify and payments systems."""

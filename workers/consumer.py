@@ -1,0 +1,103 @@
+"""A Dramatiq consumer for RabbitMQ that reads plain envelopes and can hand a message back.
+
+Compared with Dramatiq's own consumer it passes the delivery's headers to the ingress step (for
+the broker's delivery count), never drops an undecodable body, and requeues instead of acking a
+message whose retry or dead letter could not be published.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from threading import Event
+from typing import Any
+
+import pika
+import pika.exceptions
+from dramatiq import Consumer, Message
+from dramatiq.broker import MessageProxy
+from dramatiq.errors import ConnectionClosed
+
+logger = logging.getLogger("flowfleet.consumer")
+
+_AMQP_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
+
+MessageFactory = Callable[[str, dict[str, Any] | None, bytes], Message]
+
+
+class DeliveredMessage(MessageProxy):  # type: ignore[misc]  # Dramatiq's MessageProxy is untyped
+    """A message with the AMQP delivery it came from."""
+
+    def __init__(self, message: Message, tag: int, redelivered: bool) -> None:
+        super().__init__(message)
+        self.tag = tag
+        self.redelivered = redelivered
+
+    def __str__(self) -> str:
+        """Identity only: Dramatiq logs messages by str(), and bodies carry personal data."""
+        return f"{self.actor_name}/{self.message_id}"
+
+    __repr__ = __str__
+
+
+class FleetConsumer(Consumer):  # type: ignore[misc]  # Dramatiq's Consumer is untyped
+    """Consumes one queue; `to_message` turns each delivery into the Dramatiq message to run."""
+
+    def __init__(
+        self,
+        parameters: pika.URLParameters,
+        queue_name: str,
+        prefetch: int,
+        timeout_ms: int,
+        to_message: MessageFactory,
+    ) -> None:
+        self.queue_name = queue_name
+        self.to_message = to_message
+        try:
+            self.connection = pika.BlockingConnection(parameters)
+            self.channel = self.connection.channel()
+            self.channel.basic_qos(prefetch_count=prefetch)
+            self.iterator = self.channel.consume(queue_name, inactivity_timeout=timeout_ms / 1000)
+        except _AMQP_ERRORS as error:
+            raise ConnectionClosed(error) from None
+
+    def __next__(self) -> DeliveredMessage | None:
+        try:
+            method, properties, body = next(self.iterator)
+        except (AssertionError, *_AMQP_ERRORS) as error:
+            raise ConnectionClosed(error) from None
+        if method is None:
+            return None
+        message = self.to_message(self.queue_name, properties.headers, body)
+        return DeliveredMessage(message, method.delivery_tag, method.redelivered)
+
+    def ack(self, message: DeliveredMessage) -> None:
+        if message.options.get("flowfleet_requeue"):
+            self._settle(partial(self.channel.basic_nack, message.tag, requeue=True))
+        else:
+            self._settle(partial(self.channel.basic_ack, message.tag))
+
+    def nack(self, message: DeliveredMessage) -> None:
+        """Reject to the queue's dead-letter queue (used by Dramatiq for messages to unknown actors)."""
+        self._settle(partial(self.channel.basic_nack, message.tag, requeue=False))
+
+    def requeue(self, messages: Any) -> None:
+        """Unacked messages return to the queue when the channel closes; nothing to do."""
+
+    def _settle(self, operation: Callable[[], None]) -> None:
+        try:
+            self.connection.add_callback_threadsafe(operation)
+        except _AMQP_ERRORS as error:
+            raise ConnectionClosed(error) from None
+
+    def close(self) -> None:
+        try:
+            flushed = Event()
+            self.connection.add_callback_threadsafe(flushed.set)
+            while not flushed.is_set():
+                self.connection.sleep(0.01)
+            self.channel.close()
+            self.connection.close()
+        except (pika.exceptions.ConnectionWrongStateError, AssertionError, *_AMQP_ERRORS):
+            logger.debug("consumer connection was already closed", exc_info=True)

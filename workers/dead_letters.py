@@ -1,0 +1,189 @@
+"""The dead-letter message format: headers the worker adds, and the archive record read back from them.
+
+Two kinds of dead letter reach a `<queue>.XQ`: those the worker publishes (they carry the final
+error in `x-flowfleet-*` headers) and those the broker dead-letters itself, when a message exceeded
+the queue's delivery limit because its worker died every time (they carry RabbitMQ's `x-death`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from dramatiq import Message
+from dramatiq.errors import DecodeError
+
+from contracts.catalogue import REGISTRY
+from contracts.envelope import decode_envelope
+from contracts.errors import RejectedMessage
+from workers.failures import Failure, fingerprint
+from workers.ingress import DRAMATIQ_FORMAT, FORMAT_HEADER, decode_body
+
+PREFIX = "x-flowfleet-"
+
+
+def dead_letter_headers(
+    failure: Failure,
+    *,
+    event: Mapping[str, Any],
+    original_headers: Mapping[str, Any],
+    attempts: int,
+    delivery_count: int,
+    first_failed_ms: int,
+    last_failed_ms: int,
+) -> dict[str, Any]:
+    """The original headers plus the final failure, as published with the dead letter."""
+    ours: dict[str, Any] = {
+        "dead-letter-id": str(uuid.uuid4()),
+        "stage": failure.stage,
+        "error-type": failure.error_type,
+        "error-message": failure.message,
+        "traceback": failure.traceback,
+        "fingerprint": failure.fingerprint,
+        "field-paths": json.dumps(list(failure.field_paths)),
+        "attempts": attempts,
+        "delivery-count": delivery_count,
+        "first-failed-at": first_failed_ms,
+        "last-failed-at": last_failed_ms,
+        "event": json.dumps(dict(event)),
+    }
+    originals = {k: v for k, v in original_headers.items() if not k.startswith(PREFIX) and k != "x-death"}
+    return {**originals, **{PREFIX + key: value for key, value in ours.items()}}
+
+
+def archive_record(flow: str, queue: str, headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
+    """Everything the archive keeps about one dead letter, from the message as it sits in the XQ."""
+    if PREFIX + "stage" in headers:
+        record = _from_worker(headers, body)
+    else:
+        record = _from_broker(headers, body)
+    raw_body: bytes = record.pop("raw_body")
+    event = _event_fields(raw_body) | {k: v for k, v in record.pop("event").items() if v is not None}
+    return {
+        "flow": flow,
+        "queue": queue,
+        "contract": event.get("contract"),
+        "version": event.get("version"),
+        "message_id": event.get("message_id"),
+        "correlation_id": event.get("correlation_id"),
+        "producer": event.get("producer"),
+        "dedup_key": event.get("dedup_key"),
+        "business_keys": event.get("business_keys") or {},
+        "archived_at": datetime.now(UTC),
+        "status": "open",
+        "body": raw_body,
+        **record,
+    }
+
+
+def _from_worker(headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
+    def ours(key: str, default: Any = None) -> Any:
+        return headers.get(PREFIX + key, default)
+
+    return {
+        "dead_letter_key": str(ours("dead-letter-id")),
+        "stage": str(ours("stage")),
+        "error_type": str(ours("error-type", "Unknown")),
+        "error_message": str(ours("error-message", "")),
+        "traceback": ours("traceback"),
+        "fingerprint": str(ours("fingerprint", "")),
+        "field_paths": _json_list(ours("field-paths", "[]")),
+        "attempts": int(ours("attempts", 1)),
+        "first_failed_at": _from_ms(ours("first-failed-at")),
+        "last_failed_at": _from_ms(ours("last-failed-at")),
+        "headers": {k: v for k, v in headers.items() if not k.startswith(PREFIX)},
+        "event": _json_dict(ours("event", "{}")),
+        "raw_body": body,
+    }
+
+
+def _from_broker(headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
+    deaths = headers.get("x-death") or [{}]
+    death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping) else {}
+    reason = str(death.get("reason", "unknown"))
+    count = int(death.get("count", 1) or 1)
+    raw_body, original_headers, attempts = body, dict(headers), count
+    if headers.get(FORMAT_HEADER) == DRAMATIQ_FORMAT:
+        try:
+            message = Message.decode(body)
+            raw_body = decode_body(message.kwargs)
+            original_headers = dict(message.kwargs.get("headers", {}))
+            attempts = int(message.options.get("attempt", 0)) + count
+        except (DecodeError, TypeError, ValueError):
+            pass
+    if reason == "delivery_limit":
+        error_type = "DeliveryLimitExceeded"
+        message_text = (
+            f"the broker dead-lettered this message after its delivery limit: the worker handling it "
+            f"died or lost its connection on every delivery ({death.get('queue', 'queue')})"
+        )
+    else:
+        error_type = f"BrokerDeadLettered:{reason}"
+        message_text = f"the broker dead-lettered this message (reason: {reason}, queue: {death.get('queue')})"
+    when = death.get("time")
+    died_at = datetime.fromisoformat(when) if isinstance(when, str) else datetime.now(UTC)
+    if died_at.tzinfo is None:
+        died_at = died_at.replace(tzinfo=UTC)
+    key_material = f"{death.get('queue')}|{when}|{count}|".encode() + body
+    return {
+        "dead_letter_key": "broker-" + hashlib.sha256(key_material).hexdigest()[:40],
+        "stage": "handler",
+        "error_type": error_type,
+        "error_message": message_text,
+        "traceback": None,
+        "fingerprint": fingerprint("handler", error_type, "", ()),
+        "field_paths": [],
+        "attempts": attempts,
+        "first_failed_at": died_at,
+        "last_failed_at": died_at,
+        "headers": {k: v for k, v in original_headers.items() if k != "x-death"} | {"x-death": deaths},
+        "event": {},
+        "raw_body": raw_body,
+    }
+
+
+def _event_fields(body: bytes) -> dict[str, Any]:
+    """What can be learned from the body itself: envelope identity and, if valid, the keys."""
+    try:
+        envelope = decode_envelope(body)
+    except RejectedMessage:
+        return {}
+    fields: dict[str, Any] = {
+        "contract": envelope.contract,
+        "version": envelope.version,
+        "message_id": envelope.message_id,
+        "correlation_id": envelope.correlation_id,
+        "producer": envelope.producer,
+    }
+    try:
+        contract = REGISTRY.get(envelope.contract)
+        event = contract.parse(envelope.version, envelope.data)
+    except RejectedMessage:
+        return fields
+    return fields | {"dedup_key": contract.dedup_key(event), "business_keys": contract.business_keys(event)}
+
+
+def _from_ms(value: Any) -> datetime:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    return datetime.now(UTC)
+
+
+def _json_list(value: Any) -> list[Any]:
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return []
+    return list(parsed) if isinstance(parsed, list) else []
+
+
+def _json_dict(value: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return {}
+    return dict(parsed) if isinstance(parsed, dict) else {}

@@ -1,0 +1,93 @@
+"""Moves dead letters from the broker's `<queue>.XQ` queues into the SQL archive, acking only after commit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+
+import pika
+import pika.exceptions
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from workers.dead_letters import archive_record
+from workers.ingress import json_safe_headers
+from workers.memory_broker import MemoryBroker
+from workers.store.archive import archive
+
+logger = logging.getLogger("flowfleet.drain")
+
+#: How long to wait before trying again when the database is unavailable.
+DB_RETRY_SECONDS = 2.0
+
+
+def store(engine: Engine, flow: str, queue: str, headers: Mapping[str, object] | None, body: bytes) -> int | None:
+    """Archive one dead letter in its own transaction; raise if the database did not take it."""
+    record = archive_record(flow, queue, json_safe_headers(headers or {}), body)
+    with engine.begin() as connection:
+        return archive(connection, record)
+
+
+class ArchiveDrain(threading.Thread):
+    """A background consumer of every flow's dead-letter queue; stops when `stop()` is called."""
+
+    def __init__(self, parameters: pika.URLParameters, queues: Mapping[str, str], engine: Engine) -> None:
+        super().__init__(name="flowfleet-drain", daemon=True)
+        self.parameters = parameters
+        self.queues = dict(queues)  # dead-letter queue -> flow
+        self.engine = engine
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+            except (pika.exceptions.AMQPError, OSError):
+                logger.warning("dead-letter drain lost its broker connection; reconnecting", exc_info=True)
+                self._stopping.wait(DB_RETRY_SECONDS)
+
+    def _consume(self) -> None:
+        connection = pika.BlockingConnection(self.parameters)
+        try:
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=50)
+            while not self._stopping.is_set():
+                drained = sum(self._drain_queue(channel, queue, flow) for queue, flow in self.queues.items())
+                if drained == 0:
+                    connection.sleep(0.5)
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def _drain_queue(self, channel: pika.adapters.blocking_connection.BlockingChannel, queue: str, flow: str) -> int:
+        count = 0
+        while not self._stopping.is_set():
+            method, properties, body = channel.basic_get(queue)
+            if method is None:
+                return count
+            try:
+                store(self.engine, flow, queue, properties.headers, body)
+            except SQLAlchemyError:
+                logger.warning("archive unavailable; dead letter left in %s", queue, exc_info=True)
+                channel.basic_nack(method.delivery_tag, requeue=True)
+                self._stopping.wait(DB_RETRY_SECONDS)
+                return count
+            channel.basic_ack(method.delivery_tag)
+            count += 1
+        return count
+
+
+def drain_memory(broker: MemoryBroker, engine: Engine, flows: Mapping[str, str]) -> int:
+    """Drain the in-memory broker's dead-letter queues (the demo's twin of ArchiveDrain)."""
+    count = 0
+    for queue, flow in flows.items():
+        pending = broker.dead_letter_queues.pop(queue, [])
+        for body, headers in pending:
+            store(engine, flow, queue, headers, body)
+            count += 1
+    return count
+

@@ -1,0 +1,105 @@
+"""The composition root: settings in, a broker with actors, an engine, and downstream adapters out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import dramatiq
+from dramatiq import Broker, Middleware
+from dramatiq.middleware import CurrentMessage, ShutdownNotifications, TimeLimit
+from sqlalchemy import Engine
+
+from contracts.catalogue import REGISTRY
+from handlers.downstream import Downstream
+from workers.adapters.http import HttpDownstream
+from workers.failure_policy import FailurePolicy
+from workers.flow import Flow
+from workers.flows import orders
+from workers.metrics import Outcomes
+from workers.pipeline import FlowPipeline
+from workers.retrying import RetryBudget
+from workers.settings import Settings
+from workers.topology import DEAD_LETTER_SUFFIX, Topology
+
+FLOWS: tuple[Flow, ...] = (orders.FLOW,)
+
+
+class ConfigurationError(Exception):
+    """Start-up cannot go on: the message says which setting to fix."""
+
+
+@dataclass
+class Fleet:
+    """Everything one process runs the flows with."""
+
+    settings: Settings
+    broker: Broker
+    engine: Engine
+    downstream: Mapping[str, Downstream]
+    outcomes: Outcomes
+    flows: tuple[Flow, ...] = field(default=FLOWS)
+
+    def dead_letter_queues(self) -> dict[str, str]:
+        """Each flow's dead-letter queue, mapped to the flow's name."""
+        return {self.settings.queue_name(f.name) + DEAD_LETTER_SUFFIX: f.name for f in self.flows}
+
+
+def topology(settings: Settings, flows: tuple[Flow, ...] = FLOWS) -> Topology:
+    routes = {
+        settings.queue_name(flow.name): tuple(contract.name for contract in REGISTRY.for_flow(flow.name))
+        for flow in flows
+    }
+    return Topology(exchange=settings.exchange, routes=routes, delivery_limit=settings.delivery_limit)
+
+
+def middleware(settings: Settings, outcomes: Outcomes) -> list[Middleware]:
+    """Dramatiq's Retries, AgeLimit, Callbacks and Pipelines are left out on purpose: FailurePolicy decides."""
+    budget = RetryBudget(
+        max_attempts=settings.max_attempts,
+        min_backoff_ms=settings.retry_min_backoff_ms,
+        max_backoff_ms=settings.retry_max_backoff_ms,
+        window_ms=settings.retry_window_seconds * 1000,
+    )
+    return [
+        TimeLimit(time_limit=settings.handler_time_limit_ms),
+        ShutdownNotifications(),
+        CurrentMessage(),
+        FailurePolicy(budget, outcomes),
+    ]
+
+
+def http_downstream(settings: Settings, flows: tuple[Flow, ...] = FLOWS) -> dict[str, Downstream]:
+    """One HTTP adapter per system the flows use; an unset URL stops start-up with a clear message."""
+    systems = sorted({system for flow in flows for system in flow.systems})
+    missing = [s for s in systems if not settings.downstream_url(s)]
+    if missing:
+        names = ", ".join(f"FLOWFLEET_{s.upper()}_URL" for s in missing)
+        raise ConfigurationError(f"set {names}: the flows {', '.join(f.name for f in flows)} send effects there")
+    return {
+        system: HttpDownstream(system, settings.downstream_url(system) or "", timeout=settings.downstream_timeout_seconds)
+        for system in systems
+    }
+
+
+def register_actors(fleet: Fleet) -> None:
+    """Declare one actor per flow on the fleet's broker, each consuming its flow's queue."""
+    for flow in fleet.flows:
+        pipeline = FlowPipeline(
+            flow,
+            registry=REGISTRY,
+            engine=fleet.engine,
+            downstream=fleet.downstream,
+            outcomes=fleet.outcomes,
+            max_event_age=timedelta(seconds=fleet.settings.max_event_age_seconds),
+        )
+        dramatiq.Actor(
+            pipeline,
+            broker=fleet.broker,
+            actor_name=flow.name,
+            queue_name=fleet.settings.queue_name(flow.name),
+            priority=0,
+            # Every exception is expected: FailurePolicy records it, so Dramatiq need not log a traceback.
+            options={"throws": (Exception,)},
+        )

@@ -1,0 +1,1 @@
+"""Per-flow wiring of handlers to SQL ports and downstream adapters: one module per flow."""

@@ -1,0 +1,87 @@
+"""How a plain envelope on a flow queue becomes actor work: a strict decoding step in the consumer.
+
+Publishers send the plain envelope. The consumer does not parse it: it wraps the raw bytes and the
+AMQP headers into a Dramatiq message for the flow's actor, and the actor decodes and validates them,
+so a bad body fails inside the normal failure path (recorded, dead-lettered) instead of in the
+consumer thread. Messages flowfleet re-enqueues itself (delayed retries) are Dramatiq messages and
+are marked with FORMAT_HEADER; only those are decoded as Dramatiq's own format.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import time
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from dramatiq import Message
+from dramatiq.common import q_name
+from dramatiq.errors import DecodeError
+
+#: Marks a body that is a Dramatiq message flowfleet enqueued itself (a delayed retry).
+FORMAT_HEADER = "x-flowfleet-format"
+DRAMATIQ_FORMAT = "dramatiq"
+#: Set by quorum queues on redelivery: how many times the broker handed this message out before.
+DELIVERY_COUNT_HEADER = "x-delivery-count"
+
+
+def message_from_delivery(queue_name: str, actor_name: str, headers: Mapping[str, Any] | None, body: bytes) -> Message:
+    """Turn one AMQP delivery into the Dramatiq message a worker thread will run. Never raises."""
+    safe_headers = json_safe_headers(headers or {})
+    delivery_count = safe_headers.get(DELIVERY_COUNT_HEADER, 0)
+    if safe_headers.get(FORMAT_HEADER) == DRAMATIQ_FORMAT:
+        try:
+            message = Message.decode(body)
+            if isinstance(message.kwargs, dict) and isinstance(message.options, dict):
+                message.options["delivery_count"] = delivery_count
+                return message
+        except DecodeError:
+            pass
+    return Message(
+        queue_name=q_name(queue_name),
+        actor_name=actor_name,
+        args=(),
+        kwargs={**encode_body(body), "headers": safe_headers},
+        options={"delivery_count": delivery_count if isinstance(delivery_count, int) else 0},
+        message_id=str(uuid.uuid4()),
+        message_timestamp=int(time.time() * 1000),
+    )
+
+
+def encode_body(body: bytes) -> dict[str, str]:
+    """The raw body as a JSON-safe value: text when it is UTF-8, base64 otherwise. Loses nothing."""
+    try:
+        return {"body": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"body_b64": base64.b64encode(body).decode("ascii")}
+
+
+def decode_body(kwargs: Mapping[str, Any]) -> bytes:
+    """The raw body back from `encode_body`'s form."""
+    if "body_b64" in kwargs:
+        return base64.b64decode(kwargs["body_b64"])
+    return str(kwargs.get("body", "")).encode("utf-8")
+
+
+def json_safe_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """AMQP headers (which may hold bytes, dates, decimals, nested tables) as plain JSON values."""
+    return {str(key): _json_safe(value) for key, value in headers.items()}
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return json_safe_headers(value)
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return repr(value)

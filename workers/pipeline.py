@@ -1,0 +1,78 @@
+"""The actor body every flow shares: decode, validate, upcast, check age, claim the dedup key, apply."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dramatiq.middleware import CurrentMessage
+from sqlalchemy import Engine
+
+from contracts.envelope import decode_envelope
+from contracts.registry import ContractRegistry
+from handlers.downstream import Downstream
+from workers.failures import EventExpired
+from workers.flow import Flow
+from workers.ingress import decode_body
+from workers.metrics import Outcomes
+from workers.store.dedup import claim
+
+
+class FlowPipeline:
+    """Callable as a Dramatiq actor: handles one delivery of one flow, raising on any failure."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        *,
+        registry: ContractRegistry,
+        engine: Engine,
+        downstream: Mapping[str, Downstream],
+        outcomes: Outcomes,
+        max_event_age: timedelta,
+    ) -> None:
+        self.flow = flow
+        self.registry = registry
+        self.engine = engine
+        self.downstream = downstream
+        self.outcomes = outcomes
+        self.max_event_age = max_event_age
+        self.__name__ = flow.name
+
+    def __call__(self, **delivery: Any) -> None:
+        message = CurrentMessage.get_current_message()
+        message.options["flow"] = self.flow.name
+        event = message.options["event"] = {}
+        envelope = decode_envelope(decode_body(delivery))
+        event.update(
+            contract=envelope.contract,
+            version=envelope.version,
+            message_id=envelope.message_id,
+            correlation_id=envelope.correlation_id,
+            producer=envelope.producer,
+        )
+        parsed = self.registry.parse(envelope, flow=self.flow.name)
+        event.update(dedup_key=parsed.dedup_key, business_keys=parsed.business_keys)
+        age = datetime.now(UTC) - envelope.occurred_at
+        if age > self.max_event_age:
+            raise EventExpired(
+                f"event occurred {age.total_seconds() / 3600:.1f} h ago; the {self.flow.name} flow applies "
+                f"events up to {self.max_event_age.total_seconds() / 3600:.1f} h old"
+            )
+        started = time.perf_counter()
+        with self.engine.begin() as connection:
+            first = claim(
+                connection,
+                flow=self.flow.name,
+                contract=envelope.contract,
+                dedup_key=parsed.dedup_key,
+                message_id=envelope.message_id,
+                version=envelope.version,
+            )
+            if first:
+                self.flow.apply(parsed, connection, self.downstream)
+        self.outcomes.record(message, "processed" if first else "duplicate")
+        if first:
+            self.outcomes.applied(self.flow.name, started, envelope.occurred_at)

@@ -1,0 +1,69 @@
+"""The one settings object, read from FLOWFLEET_* environment variables; secrets stay SecretStr."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DOWNSTREAM_SYSTEMS = ("erp", "channels", "notify", "payments")
+
+
+class Settings(BaseSettings):
+    """Configuration of one worker process. Every field maps to `FLOWFLEET_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWFLEET_", extra="ignore")
+
+    broker_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/%2F")
+    database_url: SecretStr = SecretStr("sqlite:///flowfleet.db")
+    management_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    metrics_port: int | None = None
+    exchange: str = "commerce.events"
+    #: Prefix for every queue name, so tests and tenants can share a vhost without colliding.
+    queue_prefix: str = ""
+
+    erp_url: str | None = None
+    channels_url: str | None = None
+    notify_url: str | None = None
+    payments_url: str | None = None
+    downstream_timeout_seconds: float = 10.0
+
+    worker_threads: int = Field(default=8, ge=1, le=256)
+    #: Unacked messages per consumer; RabbitMQ recommends 100-300 for throughput.
+    prefetch: int = Field(default=100, ge=1, le=65535)
+    #: A message redelivered this many times (its worker died each time) is dead-lettered by the broker.
+    delivery_limit: int = Field(default=5, ge=1, le=1000)
+
+    #: Transient failures retry within this many attempts in all ...
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    retry_min_backoff_ms: int = Field(default=1000, ge=1)
+    retry_max_backoff_ms: int = Field(default=120_000, ge=1)
+    #: ... and within this window from the first failure: kept below RabbitMQ's 30-minute
+    #: consumer timeout, because delayed retries wait unacked in worker memory.
+    retry_window_seconds: int = Field(default=20 * 60, ge=1, le=25 * 60)
+    #: Events older than this are dead-lettered with stage `expired` instead of applied.
+    max_event_age_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    handler_time_limit_ms: int = Field(default=60_000, ge=100)
+
+    sentry_dsn: SecretStr | None = Field(default=None, validation_alias="SENTRY_DSN")
+
+    def queue_name(self, flow: str) -> str:
+        return f"{self.queue_prefix}{flow}"
+
+    def downstream_url(self, system: str) -> str | None:
+        value: str | None = getattr(self, f"{system}_url")
+        return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, safe to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
