@@ -55,4 +55,3 @@ def decode_envelope(body: bytes) -> Envelope:
     except ValidationError as error:
         reason, paths = describe_errors(error)
         raise UndecodableMessage(f"not an envelope: {reason}", field_paths=paths) from None
-

@@ -98,9 +98,7 @@ class ContractRegistry:
         """Resolve, validate and upcast an envelope's data; raise ContractViolation if it cannot be."""
         contract = self.get(envelope.contract)
         if contract.flow != flow:
-            raise ContractViolation(
-                f"contract {contract.name!r} belongs to flow {contract.flow!r}, not {flow!r}"
-            )
+            raise ContractViolation(f"contract {contract.name!r} belongs to flow {contract.flow!r}, not {flow!r}")
         event = contract.parse(envelope.version, envelope.data)
         return ParsedEvent(
             envelope=envelope,

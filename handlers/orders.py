@@ -54,9 +54,7 @@ class StockLedger(Protocol):
         ...
 
 
-def place_order(
-    order: OrderCreatedV2, *, orders: OrderBook, stock: StockLedger, erp: Downstream
-) -> OrderPlaced:
+def place_order(order: OrderCreatedV2, *, orders: OrderBook, stock: StockLedger, erp: Downstream) -> OrderPlaced:
     """Reserve each line (or backorder it), keep the order, and export it to the ERP."""
     allocations = tuple(_allocate(line.line_id, line.sku, line.quantity, stock) for line in order.lines)
     placed = OrderPlaced(order_id=order.order_id, status=_order_status(allocations), lines=allocations)

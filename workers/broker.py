@@ -22,7 +22,7 @@ logger = logging.getLogger("flowfleet.broker")
 PUBLISH_ATTEMPTS = 4
 
 
-class FleetBroker(Broker):  # type: ignore[misc]  # Dramatiq's Broker is untyped
+class FleetBroker(Broker):
     """Publishes every message with publisher confirms and `mandatory`, so nothing is silently lost.
 
     Queues are not declared here: `flowfleet topology apply` (run by the worker at start) owns them,
@@ -60,12 +60,12 @@ class FleetBroker(Broker):  # type: ignore[misc]  # Dramatiq's Broker is untyped
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> FleetConsumer:
         return FleetConsumer(self.parameters, queue_name, prefetch, timeout, self.message_for)
 
-    def message_for(self, queue_name: str, headers: dict[str, Any] | None, body: bytes) -> Message:
+    def message_for(self, queue_name: str, headers: dict[str, Any] | None, body: bytes) -> Message[Any]:
         """The Dramatiq message for one delivery on `queue_name` (see workers.ingress)."""
         return message_from_delivery(queue_name, self._actor_by_queue.get(q_name(queue_name), ""), headers, body)
 
     # -- publishing ------------------------------------------------------------------------------
-    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         """Publish a Dramatiq message (a delayed retry, usually), confirmed; raise if it was not taken."""
         queue_name = message.queue_name
         if delay is not None:
@@ -90,11 +90,11 @@ class FleetBroker(Broker):  # type: ignore[misc]  # Dramatiq's Broker is untyped
                 self._channel().basic_publish(exchange, routing_key, body, properties, mandatory=True)
                 return
             except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
-                raise ConnectionClosed(f"broker refused the message for {routing_key!r}: {error!r}") from None
+                raise ConnectionClosed(f"broker refused the message for {routing_key!r}: {error!r}") from None  # type: ignore[no-untyped-call]  # untyped in Dramatiq
             except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as error:
                 self._reset()
                 if attempt == PUBLISH_ATTEMPTS:
-                    raise ConnectionClosed(error) from None
+                    raise ConnectionClosed(error) from None  # type: ignore[no-untyped-call]  # untyped in Dramatiq
                 time.sleep(0.2 * attempt)
 
     def _channel(self) -> Any:

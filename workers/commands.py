@@ -88,7 +88,9 @@ def topology_apply(args: argparse.Namespace) -> int:
         for line in topo.apply(open_channel(), plan):
             print(f"declared {line}")
     except pika.exceptions.ChannelClosedByBroker as error:
-        raise CommandError(topo.explain(error, "the topology") + "\nrun `flowfleet topology check` for details") from None
+        raise CommandError(
+            topo.explain(error, "the topology") + "\nrun `flowfleet topology check` for details"
+        ) from None
     finally:
         connection.close()
     return 0
@@ -144,7 +146,9 @@ def publish(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(outgoing)} envelope(s) would be published to {settings.exchange}")
         return 0
-    publisher = ConfirmedPublisher(topo.connection_parameters(settings.broker_url.get_secret_value()), settings.exchange)
+    publisher = ConfirmedPublisher(
+        topo.connection_parameters(settings.broker_url.get_secret_value()), settings.exchange
+    )
     try:
         report = publisher.publish(outgoing)
     except ConnectionError as error:
@@ -161,7 +165,13 @@ def publish(args: argparse.Namespace) -> int:
 
 def contracts_list(args: argparse.Namespace) -> int:
     rows = [
-        {"contract": c.name, "flow": c.flow, "versions": sorted(c.versions), "latest": c.latest_version, "summary": c.summary}
+        {
+            "contract": c.name,
+            "flow": c.flow,
+            "versions": sorted(c.versions),
+            "latest": c.latest_version,
+            "summary": c.summary,
+        }
         for c in REGISTRY
     ]
     if args.json:
@@ -206,7 +216,8 @@ def dlq_list(args: argparse.Namespace) -> int:
     for row in rows:
         print(
             f"#{row['id']:<6} {row['last_failed_at']:%Y-%m-%d %H:%M:%S} {row['flow']:<10} {row['stage']:<8} "
-            f"{row['contract'] or '-':<16} attempts={row['attempts']:<3} {row['error_type']}: {row['error_message'][:100]}"
+            f"{row['contract'] or '-':<16} attempts={row['attempts']:<3} "
+            f"{row['error_type']}: {row['error_message'][:100]}"
         )
     return 0
 
@@ -226,9 +237,25 @@ def dlq_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(record)
         return 0
-    for key in ("id", "flow", "queue", "stage", "status", "contract", "version", "message_id", "dedup_key",
-                "business_keys", "error_type", "error_message", "field_paths", "attempts", "first_failed_at",
-                "last_failed_at", "fingerprint"):
+    for key in (
+        "id",
+        "flow",
+        "queue",
+        "stage",
+        "status",
+        "contract",
+        "version",
+        "message_id",
+        "dedup_key",
+        "business_keys",
+        "error_type",
+        "error_message",
+        "field_paths",
+        "attempts",
+        "first_failed_at",
+        "last_failed_at",
+        "fingerprint",
+    ):
         print(f"{key:>16}: {record.get(key)}")
     print(f"{'traceback':>16}:\n{record.get('traceback') or '-'}")
     print(f"{'body':>16}:\n{dump_json(record.get('envelope', record.get('body')))}")

@@ -23,13 +23,13 @@ logger = logging.getLogger("flowfleet.consumer")
 
 _AMQP_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
 
-MessageFactory = Callable[[str, dict[str, Any] | None, bytes], Message]
+MessageFactory = Callable[[str, dict[str, Any] | None, bytes], Message[Any]]
 
 
-class DeliveredMessage(MessageProxy):  # type: ignore[misc]  # Dramatiq's MessageProxy is untyped
+class DeliveredMessage(MessageProxy):
     """A message with the AMQP delivery it came from."""
 
-    def __init__(self, message: Message, tag: int, redelivered: bool) -> None:
+    def __init__(self, message: Message[Any], tag: int, redelivered: bool) -> None:
         super().__init__(message)
         self.tag = tag
         self.redelivered = redelivered
@@ -41,7 +41,7 @@ class DeliveredMessage(MessageProxy):  # type: ignore[misc]  # Dramatiq's Messag
     __repr__ = __str__
 
 
-class FleetConsumer(Consumer):  # type: ignore[misc]  # Dramatiq's Consumer is untyped
+class FleetConsumer(Consumer):
     """Consumes one queue; `to_message` turns each delivery into the Dramatiq message to run."""
 
     def __init__(
@@ -60,26 +60,28 @@ class FleetConsumer(Consumer):  # type: ignore[misc]  # Dramatiq's Consumer is u
             self.channel.basic_qos(prefetch_count=prefetch)
             self.iterator = self.channel.consume(queue_name, inactivity_timeout=timeout_ms / 1000)
         except _AMQP_ERRORS as error:
-            raise ConnectionClosed(error) from None
+            raise ConnectionClosed(error) from None  # type: ignore[no-untyped-call]  # untyped in Dramatiq
 
     def __next__(self) -> DeliveredMessage | None:
         try:
             method, properties, body = next(self.iterator)
         except (AssertionError, *_AMQP_ERRORS) as error:
-            raise ConnectionClosed(error) from None
+            raise ConnectionClosed(error) from None  # type: ignore[no-untyped-call]  # untyped in Dramatiq
         if method is None:
             return None
         message = self.to_message(self.queue_name, properties.headers, body)
         return DeliveredMessage(message, method.delivery_tag, method.redelivered)
 
-    def ack(self, message: DeliveredMessage) -> None:
+    def ack(self, message: MessageProxy) -> None:
+        assert isinstance(message, DeliveredMessage)
         if message.options.get("flowfleet_requeue"):
             self._settle(partial(self.channel.basic_nack, message.tag, requeue=True))
         else:
             self._settle(partial(self.channel.basic_ack, message.tag))
 
-    def nack(self, message: DeliveredMessage) -> None:
+    def nack(self, message: MessageProxy) -> None:
         """Reject to the queue's dead-letter queue (used by Dramatiq for messages to unknown actors)."""
+        assert isinstance(message, DeliveredMessage)
         self._settle(partial(self.channel.basic_nack, message.tag, requeue=False))
 
     def requeue(self, messages: Any) -> None:
@@ -89,7 +91,7 @@ class FleetConsumer(Consumer):  # type: ignore[misc]  # Dramatiq's Consumer is u
         try:
             self.connection.add_callback_threadsafe(operation)
         except _AMQP_ERRORS as error:
-            raise ConnectionClosed(error) from None
+            raise ConnectionClosed(error) from None  # type: ignore[no-untyped-call]  # untyped in Dramatiq
 
     def close(self) -> None:
         try:

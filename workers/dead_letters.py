@@ -57,10 +57,7 @@ def dead_letter_headers(
 
 def archive_record(flow: str, queue: str, headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
     """Everything the archive keeps about one dead letter, from the message as it sits in the XQ."""
-    if PREFIX + "stage" in headers:
-        record = _from_worker(headers, body)
-    else:
-        record = _from_broker(headers, body)
+    record = _from_worker(headers, body) if PREFIX + "stage" in headers else _from_broker(headers, body)
     raw_body: bytes = record.pop("raw_body")
     event = _event_fields(raw_body) | {k: v for k, v in record.pop("event").items() if v is not None}
     return {

@@ -29,7 +29,12 @@ from workers.store.db import make_engine, migrate
 from workers.store.orders import SqlStockLedger
 from workers.store.tables import orders
 
-STOCK = {("TEE-RED-M", "BER-1"): 40, ("TEE-RED-M", "HAM-2"): 10, ("MUG-BLUE", "BER-1"): 25, ("LAMP-ARC", "HAM-2"): 1}
+STOCK = {
+    ("TEE-RED-M", "BER-1"): 40,
+    ("TEE-RED-M", "HAM-2"): 10,
+    ("MUG-BLUE", "BER-1"): 25,
+    ("LAMP-ARC", "HAM-2"): 1,
+}
 #: The ERP's script: this order meets two 503s before it is accepted; this one is refused; this one never gets through.
 FLAKY, REFUSED, DOWN = "ORD-2003", "ORD-2004", "ORD-2005"
 
@@ -64,7 +69,11 @@ def order_v2(order_id: str, lines: list[tuple[str, int]], *, channel: str = "sto
     return {
         "order_id": order_id,
         "channel": channel,
-        "customer": {"customer_id": f"C-{order_id[-3:]}", "email": f"{order_id.lower()}@example.com", "name": "Zoë Ångström"},
+        "customer": {
+            "customer_id": f"C-{order_id[-3:]}",
+            "email": f"{order_id.lower()}@example.com",
+            "name": "Zoë Ångström",
+        },
         "currency": "EUR",
         "lines": [
             {"line_id": str(n), "sku": sku, "quantity": qty, "unit_price_minor": 1999, "title": "Café-Tasse"}
@@ -92,24 +101,56 @@ def morning() -> list[tuple[str, bytes, str]]:
     return [
         ("order.created", envelope("order.created", 2, duplicate), "v2 order"),
         ("order.created", envelope("order.created", 2, duplicate), "same order again (new message_id)"),
-        ("order.created", envelope("order.created", 2, order_v2("ORD-2002", [("MUG-BLUE", 3), ("TEE-RED-M", 1)], channel="marketplace:amazon")), "marketplace order"),
-        ("order.created", envelope("order.created", 1, order_v1("ORD-1999", "MUG-BLUE", 2)), "legacy v1 order"),
+        (
+            "order.created",
+            envelope(
+                "order.created",
+                2,
+                order_v2("ORD-2002", [("MUG-BLUE", 3), ("TEE-RED-M", 1)], channel="marketplace:amazon"),
+            ),
+            "marketplace order",
+        ),
+        (
+            "order.created",
+            envelope("order.created", 1, order_v1("ORD-1999", "MUG-BLUE", 2)),
+            "legacy v1 order",
+        ),
         ("order.created", envelope("order.created", 2, order_v2(FLAKY, [("TEE-RED-M", 1)])), "ERP 503 twice"),
         ("order.created", envelope("order.created", 2, order_v2(REFUSED, [("MUG-BLUE", 1)])), "ERP 400"),
         ("order.created", envelope("order.created", 2, order_v2(DOWN, [("MUG-BLUE", 1)])), "ERP down"),
-        ("order.created", envelope("order.created", 2, order_v2("ORD-2006", [("LAMP-ARC", 3)])), "out of stock"),
-        ("order.created", envelope("order.created", 2, order_v2("ORD-2007", [("TEE-RED-M", 45), ("MUG-BLUE", 1)])), "split stock"),
+        (
+            "order.created",
+            envelope("order.created", 2, order_v2("ORD-2006", [("LAMP-ARC", 3)])),
+            "out of stock",
+        ),
+        (
+            "order.created",
+            envelope("order.created", 2, order_v2("ORD-2007", [("TEE-RED-M", 45), ("MUG-BLUE", 1)])),
+            "split stock",
+        ),
         ("order.created", b'{"message_id": "m-broken", "contract": "order.created", "vers', "truncated JSON"),
         ("order.created", envelope("order.created", 2, bad_quantity), "negative quantity"),
-        ("order.created", envelope("order.created", 7, order_v2("ORD-2011", [("MUG-BLUE", 1)])), "unknown version"),
-        ("order.created", envelope("order.created", 2, order_v2("ORD-2012", [("MUG-BLUE", 1)]), age=timedelta(days=9)), "too old"),
-        ("order.created", envelope("order.created", 2, order_v2("ORD-2001", [("TEE-RED-M", 2)])), "duplicate, later"),
+        (
+            "order.created",
+            envelope("order.created", 7, order_v2("ORD-2011", [("MUG-BLUE", 1)])),
+            "unknown version",
+        ),
+        (
+            "order.created",
+            envelope("order.created", 2, order_v2("ORD-2012", [("MUG-BLUE", 1)]), age=timedelta(days=9)),
+            "too old",
+        ),
+        (
+            "order.created",
+            envelope("order.created", 2, order_v2("ORD-2001", [("TEE-RED-M", 2)])),
+            "duplicate, later",
+        ),
     ]
 
 
 def demo_settings(database_url: str) -> Settings:
     return Settings(
-        database_url=database_url,  # type: ignore[arg-type]  # pydantic converts str to SecretStr
+        database_url=database_url,
         max_attempts=4,
         retry_min_backoff_ms=50,
         retry_max_backoff_ms=400,
@@ -164,8 +205,13 @@ def _summary(engine: Any, outcomes: Outcomes, erp: FakeDownstream) -> dict[str, 
         "erp_exports": len(erp.applied),
         "erp_requests": len(erp.requests),
         "dead_letters": [
-            {"stage": d["stage"], "contract": d["contract"], "message_id": d["message_id"], "attempts": d["attempts"],
-             "reason": d["error_message"]}
+            {
+                "stage": d["stage"],
+                "contract": d["contract"],
+                "message_id": d["message_id"],
+                "attempts": d["attempts"],
+                "reason": d["error_message"],
+            }
             for d in reversed(dead)
         ],
     }

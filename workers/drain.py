@@ -90,4 +90,3 @@ def drain_memory(broker: MemoryBroker, engine: Engine, flows: Mapping[str, str])
             store(engine, flow, queue, headers, body)
             count += 1
     return count
-

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dramatiq import Broker, Message, Middleware
@@ -28,13 +30,22 @@ class DeadLetterSink(Protocol):
 
     def dead_letter(self, queue_name: str, body: bytes, headers: dict[str, Any]) -> None: ...
 
-    def enqueue(self, message: Message, *, delay: int | None = None) -> Message: ...
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]: ...
 
 
 class Outcomes(Protocol):
     """Where outcomes are counted (metrics); the policy reports retries and dead letters."""
 
-    def record(self, message: MessageProxy, outcome: str) -> None: ...
+    def record(self, options: Mapping[str, Any], outcome: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Which attempt just failed, and when the message first and last failed (epoch ms)."""
+
+    number: int
+    first_failed_ms: int
+    now_ms: int
 
 
 def hold_for_redelivery(message: MessageProxy) -> None:
@@ -42,7 +53,7 @@ def hold_for_redelivery(message: MessageProxy) -> None:
     message.options["flowfleet_requeue"] = True
 
 
-class FailurePolicy(Middleware):  # type: ignore[misc]  # Dramatiq's Middleware is untyped
+class FailurePolicy(Middleware):
     """Retries transient failures within the flow's budget; dead-letters everything else, confirmed."""
 
     def __init__(self, budget: RetryBudget, outcomes: Outcomes) -> None:
@@ -50,30 +61,39 @@ class FailurePolicy(Middleware):  # type: ignore[misc]  # Dramatiq's Middleware 
         self.outcomes = outcomes
 
     def after_process_message(
-        self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
     ) -> None:
         if exception is None:
             return
         failure = classify(exception)
         now_ms = int(time.time() * 1000)
-        attempt = int(message.options.get("attempt", 0)) + 1
-        first_failed_ms = int(message.options.get("first_failed_at", now_ms))
+        attempt = Attempt(
+            number=int(message.options.get("attempt", 0)) + 1,
+            first_failed_ms=int(message.options.get("first_failed_at", now_ms)),
+            now_ms=now_ms,
+        )
         if failure.transient:
             delay = self.budget.next_delay_ms(
-                attempt=attempt, first_failed_ms=first_failed_ms, now_ms=now_ms, retry_after_s=failure.retry_after
+                attempt=attempt.number,
+                first_failed_ms=attempt.first_failed_ms,
+                now_ms=now_ms,
+                retry_after_s=failure.retry_after,
             )
             if delay is not None:
-                self._retry(broker, message, failure, attempt, first_failed_ms, delay)
+                self._retry(broker, message, failure, attempt, delay)
                 return
-            failure = failure.exhausted(attempt)
-        self._dead_letter(broker, message, failure, attempt, first_failed_ms, now_ms)
+            failure = failure.exhausted(attempt.number)
+        self._dead_letter(broker, message, failure, attempt)
 
-    def _retry(
-        self, broker: Broker, message: MessageProxy, failure: Failure, attempt: int, first_failed_ms: int, delay: int
-    ) -> None:
+    def _retry(self, broker: Broker, message: MessageProxy, failure: Failure, attempt: Attempt, delay: int) -> None:
         options = {
-            "attempt": attempt,
-            "first_failed_at": first_failed_ms,
+            "attempt": attempt.number,
+            "first_failed_at": attempt.first_failed_ms,
             "last_error": f"{failure.error_type}: {failure.message}"[:500],
         }
         retry = message.copy(options=options)
@@ -87,32 +107,25 @@ class FailurePolicy(Middleware):  # type: ignore[misc]  # Dramatiq's Middleware 
         logger.info(
             "retrying in %d ms after attempt %d: %s",
             delay,
-            attempt,
+            attempt.number,
             failure.error_type,
             extra={"event": message.options.get("event", {})},
         )
-        self.outcomes.record(message, "retried")
+        self.outcomes.record(message.options, "retried")
 
-    def _dead_letter(
-        self,
-        broker: Broker,
-        message: MessageProxy,
-        failure: Failure,
-        attempt: int,
-        first_failed_ms: int,
-        now_ms: int,
-    ) -> None:
+    def _dead_letter(self, broker: Broker, message: MessageProxy, failure: Failure, attempt: Attempt) -> None:
         headers = dead_letter_headers(
             failure,
             event=message.options.get("event", {}),
             original_headers=message.kwargs.get("headers", {}),
-            attempts=attempt,
+            attempts=attempt.number,
             delivery_count=int(message.options.get("delivery_count", 0) or 0),
-            first_failed_ms=first_failed_ms,
-            last_failed_ms=now_ms,
+            first_failed_ms=attempt.first_failed_ms,
+            last_failed_ms=attempt.now_ms,
         )
         try:
-            broker.dead_letter(message.queue_name, decode_body(message.kwargs), headers)
+            sink: DeadLetterSink = broker  # type: ignore[assignment]  # both fleet brokers implement it
+            sink.dead_letter(message.queue_name, decode_body(message.kwargs), headers)
         except Exception:
             logger.exception("could not publish a dead letter; leaving the message for redelivery")
             hold_for_redelivery(message)
@@ -123,4 +136,4 @@ class FailurePolicy(Middleware):  # type: ignore[misc]  # Dramatiq's Middleware 
             failure.error_type,
             extra={"event": message.options.get("event", {})},
         )
-        self.outcomes.record(message, "dead_lettered")
+        self.outcomes.record(message.options, "dead_lettered")

@@ -7,7 +7,6 @@ import traceback
 from dataclasses import dataclass, replace
 from types import TracebackType
 
-
 from contracts.errors import RejectedMessage
 from handlers.errors import PermanentError, TransientError
 
@@ -46,7 +45,8 @@ class Failure:
 
 def classify(error: BaseException) -> Failure:
     """Describe `error`. Unforeseen exceptions count as transient: the retry budget bounds their cost."""
-    stage, transient, retry_after, paths = "handler", True, None, ()
+    stage, transient, retry_after = "handler", True, None
+    paths: tuple[str, ...] = ()
     if isinstance(error, RejectedMessage):
         stage, transient, paths = error.stage, False, error.field_paths
     elif isinstance(error, EventExpired):
@@ -87,7 +87,7 @@ def _application_frame(tb: TracebackType | None) -> str:
     found = ""
     for frame, _line in traceback.walk_tb(tb):
         module = str(frame.f_globals.get("__name__", ""))
-        if module.split(".")[0] in _APPLICATION_PACKAGES:
+        if module.split(".", maxsplit=1)[0] in _APPLICATION_PACKAGES:
             found = f"{module}:{frame.f_code.co_name}"
     return found
 

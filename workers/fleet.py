@@ -78,7 +78,9 @@ def http_downstream(settings: Settings, flows: tuple[Flow, ...] = FLOWS) -> dict
         names = ", ".join(f"FLOWFLEET_{s.upper()}_URL" for s in missing)
         raise ConfigurationError(f"set {names}: the flows {', '.join(f.name for f in flows)} send effects there")
     return {
-        system: HttpDownstream(system, settings.downstream_url(system) or "", timeout=settings.downstream_timeout_seconds)
+        system: HttpDownstream(
+            system, settings.downstream_url(system) or "", timeout=settings.downstream_timeout_seconds
+        )
         for system in systems
     }
 

@@ -28,7 +28,9 @@ DRAMATIQ_FORMAT = "dramatiq"
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 
 
-def message_from_delivery(queue_name: str, actor_name: str, headers: Mapping[str, Any] | None, body: bytes) -> Message:
+def message_from_delivery(
+    queue_name: str, actor_name: str, headers: Mapping[str, Any] | None, body: bytes
+) -> Message[Any]:
     """Turn one AMQP delivery into the Dramatiq message a worker thread will run. Never raises."""
     safe_headers = json_safe_headers(headers or {})
     delivery_count = safe_headers.get(DELIVERY_COUNT_HEADER, 0)
@@ -71,7 +73,7 @@ def json_safe_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
     return {str(key): _json_safe(value) for key, value in headers.items()}
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: Any) -> Any:  # noqa: PLR0911  # one return per AMQP field type reads best
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, bytes):

@@ -6,8 +6,21 @@ import re
 from typing import Any
 
 PERSONAL_KEYS = frozenset(
-    {"email", "name", "first_name", "last_name", "phone", "phone_number", "line1", "line2", "street",
-     "address", "postal_code", "zip", "city"}
+    {
+        "email",
+        "name",
+        "first_name",
+        "last_name",
+        "phone",
+        "phone_number",
+        "line1",
+        "line2",
+        "street",
+        "address",
+        "postal_code",
+        "zip",
+        "city",
+    }
 )
 EMAIL = re.compile(r"[^@\s\"']+@[^@\s\"']+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")

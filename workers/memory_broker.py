@@ -13,6 +13,7 @@ from threading import Lock
 from typing import Any
 
 from dramatiq import Broker, Consumer, Message, Middleware
+from dramatiq.broker import MessageProxy
 from dramatiq.common import dq_name, q_name, xq_name
 
 from workers.consumer import DeliveredMessage
@@ -21,7 +22,7 @@ from workers.ingress import DELIVERY_COUNT_HEADER, DRAMATIQ_FORMAT, FORMAT_HEADE
 Delivery = tuple[bytes, dict[str, Any]]
 
 
-class MemoryBroker(Broker):  # type: ignore[misc]  # Dramatiq's Broker is untyped
+class MemoryBroker(Broker):
     """Topic routing by exact routing key, per-queue FIFO, and dead-letter lists per queue."""
 
     def __init__(self, *, routes: dict[str, tuple[str, ...]], middleware: list[Middleware] | None = None) -> None:
@@ -59,10 +60,10 @@ class MemoryBroker(Broker):  # type: ignore[misc]  # Dramatiq's Broker is untype
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> Consumer:
         return MemoryConsumer(self, queue_name, timeout)
 
-    def message_for(self, queue_name: str, headers: dict[str, Any] | None, body: bytes) -> Message:
+    def message_for(self, queue_name: str, headers: dict[str, Any] | None, body: bytes) -> Message[Any]:
         return message_from_delivery(queue_name, self._actor_by_queue.get(q_name(queue_name), ""), headers, body)
 
-    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         queue_name = message.queue_name
         if delay is not None:
             queue_name = dq_name(queue_name)
@@ -116,12 +117,12 @@ class MemoryBroker(Broker):  # type: ignore[misc]  # Dramatiq's Broker is untype
 
 
 class _MemoryDelivery(DeliveredMessage):
-    def __init__(self, message: Message, delivery: Delivery) -> None:
+    def __init__(self, message: Message[Any], delivery: Delivery) -> None:
         super().__init__(message, tag=0, redelivered=False)
         self.delivery = delivery
 
 
-class MemoryConsumer(Consumer):  # type: ignore[misc]  # Dramatiq's Consumer is untyped
+class MemoryConsumer(Consumer):
     def __init__(self, broker: MemoryBroker, queue_name: str, timeout_ms: int) -> None:
         self.broker = broker
         self.queue_name = queue_name
@@ -135,14 +136,16 @@ class MemoryConsumer(Consumer):  # type: ignore[misc]  # Dramatiq's Consumer is 
             return None
         return _MemoryDelivery(self.broker.message_for(self.queue_name, headers, body), (body, headers))
 
-    def ack(self, message: _MemoryDelivery) -> None:
+    def ack(self, message: MessageProxy) -> None:
+        assert isinstance(message, _MemoryDelivery)
         if message.options.get("flowfleet_requeue"):
             body, headers = message.delivery
             count = int(headers.get(DELIVERY_COUNT_HEADER, 0)) + 1
             self.queue.put((body, {**headers, DELIVERY_COUNT_HEADER: count}))
         self.queue.task_done()
 
-    def nack(self, message: _MemoryDelivery) -> None:
+    def nack(self, message: MessageProxy) -> None:
+        assert isinstance(message, _MemoryDelivery)
         self.broker.dead_letter(self.queue_name, *message.delivery)
         self.queue.task_done()
 

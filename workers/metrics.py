@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter as Tally
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from threading import Lock
 from typing import Any
 
-from dramatiq.broker import MessageProxy
 from prometheus_client import Counter, Histogram
 
 OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
@@ -40,9 +40,10 @@ class Outcomes:
         self.tally: Tally[tuple[str, str]] = Tally()
         self._lock = Lock()
 
-    def record(self, message: MessageProxy, outcome: str) -> None:
-        event: dict[str, Any] = message.options.get("event", {})
-        flow = str(message.options.get("flow", "unknown"))
+    def record(self, options: Mapping[str, Any], outcome: str) -> None:
+        """Count one outcome of the message whose Dramatiq options are `options`."""
+        event: Mapping[str, Any] = options.get("event", {})
+        flow = str(options.get("flow", "unknown"))
         contract = str(event.get("contract", "unknown"))
         messages_total.labels(flow, contract, str(event.get("version", "unknown")), outcome).inc()
         with self._lock:

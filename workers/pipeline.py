@@ -43,8 +43,10 @@ class FlowPipeline:
 
     def __call__(self, **delivery: Any) -> None:
         message = CurrentMessage.get_current_message()
+        assert message is not None, "the CurrentMessage middleware is installed by workers.fleet"
         message.options["flow"] = self.flow.name
-        event = message.options["event"] = {}
+        event: dict[str, Any] = {}
+        message.options["event"] = event
         envelope = decode_envelope(decode_body(delivery))
         event.update(
             contract=envelope.contract,
@@ -73,6 +75,6 @@ class FlowPipeline:
             )
             if first:
                 self.flow.apply(parsed, connection, self.downstream)
-        self.outcomes.record(message, "processed" if first else "duplicate")
+        self.outcomes.record(message.options, "processed" if first else "duplicate")
         if first:
             self.outcomes.applied(self.flow.name, started, envelope.occurred_at)

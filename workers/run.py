@@ -11,7 +11,15 @@ from dramatiq import Worker
 
 from workers.broker import FleetBroker
 from workers.drain import ArchiveDrain
-from workers.fleet import FLOWS, ConfigurationError, Fleet, http_downstream, middleware, register_actors, topology
+from workers.fleet import (
+    FLOWS,
+    ConfigurationError,
+    Fleet,
+    http_downstream,
+    middleware,
+    register_actors,
+    topology,
+)
 from workers.metrics import Outcomes
 from workers.settings import Settings, redact_url
 from workers.store.db import make_engine, migrate
@@ -34,12 +42,21 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
     declare_topology(settings, chosen)
     outcomes = Outcomes()
     broker = FleetBroker(broker_url, middleware=middleware(settings, outcomes))
-    fleet = Fleet(settings=settings, broker=broker, engine=engine, downstream=downstream, outcomes=outcomes, flows=chosen)
+    fleet = Fleet(
+        settings=settings,
+        broker=broker,
+        engine=engine,
+        downstream=downstream,
+        outcomes=outcomes,
+        flows=chosen,
+    )
     register_actors(fleet)
     worker = Worker(broker, worker_threads=threads or settings.worker_threads, worker_timeout=1000)
     worker.queue_prefetch = settings.prefetch
     worker.delay_prefetch = max(settings.prefetch, 1000)
-    archive_drain = ArchiveDrain(connection_parameters(broker_url), fleet.dead_letter_queues(), engine) if drain else None
+    archive_drain = (
+        ArchiveDrain(connection_parameters(broker_url), fleet.dead_letter_queues(), engine) if drain else None
+    )
 
     stopping = threading.Event()
 

@@ -15,7 +15,9 @@ from workers.metrics import downstream_requests_total
 class HttpDownstream:
     """One downstream system at `base_url`; timeouts and connection errors are transient."""
 
-    def __init__(self, system: str, base_url: str, *, timeout: float = 10.0, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, system: str, base_url: str, *, timeout: float = 10.0, client: httpx.Client | None = None
+    ) -> None:
         self.system = system
         self.base_url = base_url.rstrip("/")
         self._client = client or httpx.Client(timeout=timeout, headers={"User-Agent": "flowfleet"})
