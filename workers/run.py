@@ -31,6 +31,8 @@ logger = logging.getLogger("flowfleet.worker")
 def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | None, drain: bool) -> int:
     """Run until SIGTERM or SIGINT; finish in-flight messages, then exit 0."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for chatty in ("pika", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     chosen = tuple(f for f in FLOWS if not flows or f.name in flows)
     unknown = set(flows or ()) - {f.name for f in FLOWS}
     if unknown:
