@@ -27,12 +27,13 @@ MessageFactory = Callable[[str, dict[str, Any] | None, bytes], Message[Any]]
 
 
 class DeliveredMessage(MessageProxy):
-    """A message with the AMQP delivery it came from."""
+    """A message with the AMQP delivery it came from: the delivery tag is only valid on `source`."""
 
-    def __init__(self, message: Message[Any], tag: int, redelivered: bool) -> None:
+    def __init__(self, message: Message[Any], tag: int, redelivered: bool, source: object = None) -> None:
         super().__init__(message)
         self.tag = tag
         self.redelivered = redelivered
+        self.source = source
 
     def __str__(self) -> str:
         """Identity only: Dramatiq logs messages by str(), and bodies carry personal data."""
@@ -70,10 +71,12 @@ class FleetConsumer(Consumer):
         if method is None:
             return None
         message = self.to_message(self.queue_name, properties.headers, body)
-        return DeliveredMessage(message, method.delivery_tag, method.redelivered)
+        return DeliveredMessage(message, method.delivery_tag, method.redelivered, source=self.channel)
 
     def ack(self, message: MessageProxy) -> None:
         assert isinstance(message, DeliveredMessage)
+        if not self._owns(message):
+            return
         if message.options.get("flowfleet_requeue"):
             self._settle(partial(self.channel.basic_nack, message.tag, requeue=True))
         else:
@@ -82,7 +85,18 @@ class FleetConsumer(Consumer):
     def nack(self, message: MessageProxy) -> None:
         """Reject to the queue's dead-letter queue (used by Dramatiq for messages to unknown actors)."""
         assert isinstance(message, DeliveredMessage)
-        self._settle(partial(self.channel.basic_nack, message.tag, requeue=False))
+        if self._owns(message):
+            self._settle(partial(self.channel.basic_nack, message.tag, requeue=False))
+
+    def _owns(self, message: DeliveredMessage) -> bool:
+        """A message delivered on a channel that has since been replaced is redelivered by the broker.
+
+        Its tag must not be settled on the new channel, where the same number names another message.
+        """
+        if message.source is self.channel:
+            return True
+        logger.info("not settling %s: its channel was replaced; the broker redelivers it", message)
+        return False
 
     def requeue(self, messages: Any) -> None:
         """Unacked messages return to the queue when the channel closes; nothing to do."""
