@@ -56,8 +56,14 @@ def dead_letter_headers(
 
 
 def archive_record(flow: str, queue: str, headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
-    """Everything the archive keeps about one dead letter, from the message as it sits in the XQ."""
-    record = _from_worker(headers, body) if PREFIX + "stage" in headers else _from_broker(headers, body)
+    """Everything the archive keeps about one dead letter, from the message as it sits in the XQ.
+
+    Never raises: a dead letter whose headers cannot be read is still archived, as it came.
+    """
+    try:
+        record = _from_worker(headers, body) if PREFIX + "stage" in headers else _from_broker(headers, body)
+    except (TypeError, ValueError, AttributeError) as error:
+        record = _unreadable(headers, body, error)
     raw_body: bytes = record.pop("raw_body")
     event = _event_fields(raw_body) | {k: v for k, v in record.pop("event").items() if v is not None}
     return {
@@ -140,6 +146,26 @@ def _from_broker(headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
         "headers": {k: v for k, v in original_headers.items() if k != "x-death"} | {"x-death": deaths},
         "event": {},
         "raw_body": raw_body,
+    }
+
+
+def _unreadable(headers: Mapping[str, Any], body: bytes, error: Exception) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    material = json.dumps(headers, sort_keys=True, default=str).encode() + body
+    return {
+        "dead_letter_key": "unreadable-" + hashlib.sha256(material).hexdigest()[:40],
+        "stage": str(headers.get(PREFIX + "stage", "handler"))[:20],
+        "error_type": "UnreadableDeadLetter",
+        "error_message": f"the dead letter's headers could not be read ({type(error).__name__}: {error})",
+        "traceback": None,
+        "fingerprint": fingerprint("handler", "UnreadableDeadLetter", "", ()),
+        "field_paths": [],
+        "attempts": 1,
+        "first_failed_at": now,
+        "last_failed_at": now,
+        "headers": dict(headers),
+        "event": {},
+        "raw_body": body,
     }
 
 
