@@ -23,7 +23,9 @@ PERSONAL_KEYS = frozenset(
     }
 )
 EMAIL = re.compile(r"[^@\s\"']+@[^@\s\"']+\.[A-Za-z]{2,}")
-PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+#: Phone numbers in free text: international (+49 30 1234567) or national with a trunk 0 and a
+#: separator (030 12345678). Ids, SKUs, UUIDs and timestamps match neither.
+PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d|(?<![\w-])\(?0\d{1,4}\)?[\s/]\d[\d\s-]{4,}\d(?![\w-])")
 MASK = "***"
 
 

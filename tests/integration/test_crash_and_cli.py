@@ -1,0 +1,173 @@
+"""Workers killed with kill -9 lose and double nothing; the operator CLI works against the real broker and archive."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from workers.demo import order_v2
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_worker_killed_mid_request_leaves_the_order_applied_exactly_once(
+    worker, publish, envelope, database, fake_erp, wait_for
+):
+    first = worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    in_flight = threading.Event()
+    fake_erp.on_request = lambda request: request.order_id == "ORD-7200" and in_flight.set()
+    # The ERP applies the export, then holds its answer: the worker dies before it hears back.
+    fake_erp.script("ORD-7200", fake_erp.reply(200, delay=30))
+
+    publish(envelope(order_v2("ORD-7200", [("MUG-BLUE", 2)])))
+    assert in_flight.wait(20), "the ERP never saw ORD-7200"
+    first.kill()
+    assert database.orders("ORD-7200") == [], "nothing was committed before the kill"
+    worker()
+
+    wait_for(lambda: database.orders("ORD-7200"), what="ORD-7200 applied by the second worker")
+    assert len(database.orders("ORD-7200")) == 1
+    assert database.stock("MUG-BLUE", "BER-1")["reserved"] == 2, "stock reserved once, not twice"
+    assert [row["dedup_key"] for row in database.processed_events()] == ["ORD-7200"]
+    requests = fake_erp.requests_for("ORD-7200")
+    assert [r.status for r in requests] == [200, 409], "the redelivery met the ERP's idempotency check"
+    assert {r.idempotency_key for r in requests} == {"order-export:ORD-7200"}
+    assert fake_erp.exports() == ["order-export:ORD-7200"]
+    assert database.dead_letters() == []
+
+
+def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delivery_limit(
+    worker, publish, envelope, database, fake_erp, wait_for, service_env
+):
+    delivery_limit = int(service_env["FLOWFLEET_DELIVERY_LIMIT"])
+    current = worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    seen = threading.Event()
+    fake_erp.on_request = lambda request: request.order_id == "ORD-KILLER" and seen.set()
+    fake_erp.script("ORD-KILLER", *[fake_erp.reply(503, delay=30)] * 20)
+    killer = envelope(order_v2("ORD-KILLER", [("MUG-BLUE", 1)]))
+
+    def archived() -> list[dict]:
+        return [row for row in database.dead_letters() if row["error_type"] == "DeliveryLimitExceeded"]
+
+    publish(killer)
+    kills = 0
+    while not archived():
+        wait_for(lambda: seen.is_set() or archived(), what="the killer order at the ERP, or in the archive")
+        if seen.is_set():
+            seen.clear()
+            current.kill()
+            kills += 1
+            assert kills <= delivery_limit + 2, f"still redelivered after {kills} deaths"
+            current = worker()
+
+    [row] = archived()
+    assert row["stage"] == "handler"
+    assert (row["message_id"], row["dedup_key"]) == (killer["message_id"], "ORD-KILLER")
+    assert "delivery limit" in row["error_message"]
+    assert 2 <= kills <= delivery_limit + 1
+    assert len(fake_erp.requests_for("ORD-KILLER")) == kills
+    assert database.orders() == []
+
+    publish(envelope(order_v2("ORD-7301", [("MUG-BLUE", 1)])))
+    wait_for(lambda: database.orders("ORD-7301"), what="a good order published after the killer")
+    assert fake_erp.exports() == ["order-export:ORD-7301"]
+
+
+def _write_envelopes(path, envelope, count: int, prefix: str) -> None:
+    lines = [json.dumps(envelope(order_v2(f"{prefix}-{n:03d}", [("MUG-BLUE", 1)]))) for n in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_publish_reports_every_envelope_of_a_jsonl_file_confirmed(flowfleet, rabbit, envelope, tmp_path):
+    assert flowfleet("topology", "apply").returncode == 0
+    path = tmp_path / "orders.jsonl"
+    _write_envelopes(path, envelope, 50, "ORD-PUB")
+
+    result = flowfleet("publish", str(path))
+
+    assert result.returncode == 0, result.stderr
+    assert "50 of 50 envelope(s) confirmed" in result.stdout
+    assert rabbit.queue_state("orders") == (50, 0), "all 50 are waiting in the orders queue"
+
+
+def test_publish_to_an_exchange_without_a_binding_fails_and_says_unroutable(flowfleet, rabbit, envelope, tmp_path):
+    with rabbit.channel() as channel:
+        channel.exchange_declare("commerce.nowhere", exchange_type="topic", durable=True)
+    path = tmp_path / "orders.jsonl"
+    _write_envelopes(path, envelope, 3, "ORD-LOST")
+
+    result = flowfleet("publish", str(path), FLOWFLEET_EXCHANGE="commerce.nowhere")
+
+    assert result.returncode != 0
+    assert "0 of 3 envelope(s) confirmed" in result.stdout
+    assert result.stderr.count("unroutable") == 3, result.stderr
+
+
+def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with_a_ttl(flowfleet, rabbit):
+    first = flowfleet("topology", "apply")
+    second = flowfleet("topology", "apply")
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert "declared flow queue orders" in first.stdout
+    assert first.stdout == second.stdout
+    matches = flowfleet("topology", "check")
+    assert matches.returncode == 0, matches.stdout + matches.stderr
+    assert "topology matches" in matches.stdout
+
+    with rabbit.channel() as channel:
+        channel.queue_delete("orders.XQ")
+        channel.queue_declare(
+            "orders.XQ", durable=True, arguments={"x-queue-type": "quorum", "x-message-ttl": 60_000}
+        )
+    drift = flowfleet("topology", "check")
+    as_json = flowfleet("topology", "check", "--json")
+
+    assert drift.returncode == 1
+    assert "orders.XQ" in drift.stdout
+    assert "TTL" in drift.stdout
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False
+    assert any("orders.XQ" in line and "TTL" in line for line in report["drift"])
+
+
+def test_dlq_list_and_show_explain_each_rejection_and_mask_the_customer_email(
+    worker, publish_rejects, database, flowfleet, wait_for
+):
+    worker()
+    sent = publish_rejects()
+    wait_for(lambda: len(database.dead_letters()) == 4, what="4 dead letters")
+
+    listing = flowfleet("dlq", "list", "--json")
+
+    assert listing.returncode == 0, listing.stderr
+    page = json.loads(listing.stdout)
+    assert page["total"] == 4
+    assert sorted(item["stage"] for item in page["items"]) == ["contract", "contract", "decode", "decode"]
+    assert all(item["error_message"] and item["attempts"] == 1 for item in page["items"])
+    assert sent.customer_email not in listing.stdout
+    [invalid] = [item for item in page["items"] if item["message_id"] == sent.invalid_data_id]
+    assert "data.lines.0.quantity" in invalid["error_message"]
+
+    shown = flowfleet("dlq", "show", str(invalid["id"]), "--json")
+
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert (record["stage"], record["message_id"]) == ("contract", sent.invalid_data_id)
+    assert "data.lines.0.quantity" in record["field_paths"]
+    assert record["envelope"]["data"]["order_id"] == sent.invalid_order_id
+    assert record["envelope"]["data"]["customer"]["email"] == "***"
+    assert sent.customer_email not in shown.stdout
+    assert [event["action"] for event in record["history"]] == ["archived"]
+
+    [broken] = [item for item in page["items"] if "not JSON" in item["error_message"]]
+    broken_shown = flowfleet("dlq", "show", str(broken["id"]), "--json")
+    assert broken_shown.returncode == 0, broken_shown.stderr
+    assert "m-broken" in json.loads(broken_shown.stdout)["body"]
+    assert sent.customer_email not in broken_shown.stdout
+
+    unmasked = flowfleet("dlq", "show", str(invalid["id"]), "--json", "--unmask")
+    assert json.loads(unmasked.stdout)["envelope"]["data"]["customer"]["email"] == sent.customer_email

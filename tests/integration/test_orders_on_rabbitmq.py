@@ -1,0 +1,186 @@
+"""The orders flow end to end on real RabbitMQ, PostgreSQL and HTTP: envelopes in, rows and ERP exports out."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.demo import order_v1, order_v2
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_plain_envelope_is_stored_reserved_per_line_and_exported_once(
+    worker, publish, envelope, database, fake_erp, wait_for
+):
+    worker()
+    database.seed_stock("TEE-RED-M", "BER-1", 5)
+    database.seed_stock("LAMP-ARC", "HAM-2", 1)
+
+    publish(envelope(order_v2("ORD-7001", [("TEE-RED-M", 2), ("LAMP-ARC", 3)])))
+
+    wait_for(lambda: database.orders("ORD-7001"), what="order ORD-7001 in PostgreSQL")
+    [order] = database.orders("ORD-7001")
+    assert order["status"] == "partially_backordered"
+    assert order["channel"] == "storefront"
+    lines = {line["sku"]: line for line in database.order_lines("ORD-7001")}
+    assert (lines["TEE-RED-M"]["status"], lines["TEE-RED-M"]["location"]) == ("reserved", "BER-1")
+    assert (lines["LAMP-ARC"]["status"], lines["LAMP-ARC"]["location"]) == ("backordered", None)
+    assert database.stock("TEE-RED-M", "BER-1")["reserved"] == 2
+    assert database.stock("LAMP-ARC", "HAM-2")["reserved"] == 0
+    [request] = fake_erp.requests
+    assert (request.path, request.idempotency_key) == ("/orders", "order-export:ORD-7001")
+    assert request.body["order_id"] == "ORD-7001"
+    assert request.body["status"] == "partially_backordered"
+    assert [line["status"] for line in request.body["lines"]] == ["reserved", "backordered"]
+
+
+def test_copies_of_one_order_have_one_effect_whatever_their_message_ids(
+    worker, publish, envelope, database, fake_erp, rabbit, wait_for
+):
+    running = worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    order = order_v2("ORD-7002", [("MUG-BLUE", 2)])
+    first = envelope(order)
+
+    publish(first)
+    publish(envelope(order))  # same order id, new message_id
+    publish(first)  # the very same message again
+    publish(envelope(order_v2("ORD-7003", [("MUG-BLUE", 1)])))  # comes after the copies
+
+    wait_for(lambda: database.orders("ORD-7003"), what="the order published after the copies")
+    assert running.stop() == 0  # finishes what is in flight
+    assert rabbit.queue_state("orders")[0] == 0, "every copy was consumed"
+    assert len(database.orders("ORD-7002")) == 1
+    assert database.stock("MUG-BLUE", "BER-1")["reserved"] == 3
+    assert [r.idempotency_key for r in fake_erp.requests_for("ORD-7002")] == ["order-export:ORD-7002"]
+    assert sorted(fake_erp.exports()) == ["order-export:ORD-7002", "order-export:ORD-7003"]
+    [claim] = [row for row in database.processed_events() if row["dedup_key"] == "ORD-7002"]
+    assert claim["message_id"] == first["message_id"]
+    assert database.dead_letters() == []
+
+
+def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(worker, publish, envelope, database, fake_erp, wait_for):
+    worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+
+    publish(envelope(order_v1("ORD-0999", "MUG-BLUE", 2), version=1))
+
+    [order] = wait_for(lambda: database.orders("ORD-0999"), what="the v1 order")
+    assert (order["channel"], order["currency"], order["total_minor"]) == ("storefront", "GBP", 2500)
+    [line] = database.order_lines("ORD-0999")
+    assert (line["line_id"], line["sku"], line["quantity"], line["status"]) == ("1", "MUG-BLUE", 2, "reserved")
+    [request] = fake_erp.requests
+    assert request.body["channel"] == "storefront"
+
+
+def test_bad_input_is_archived_on_the_first_attempt_with_its_stage_and_reason(
+    worker, publish_rejects, database, fake_erp, wait_for
+):
+    worker()
+
+    sent = publish_rejects()
+
+    rows = wait_for(lambda: len(database.dead_letters()) == 4 and database.dead_letters(), what="4 dead letters")
+    assert [row["attempts"] for row in rows] == [1, 1, 1, 1]
+    decode = [row for row in rows if row["stage"] == "decode"]
+    assert len(decode) == 2
+    assert any("not JSON" in row["error_message"] for row in decode)
+    assert any("not an envelope" in row["error_message"] for row in decode)
+    contract = {row["message_id"]: row for row in rows if row["stage"] == "contract"}
+    assert "no version 7" in contract[sent.unknown_version_id]["error_message"]
+    invalid = contract[sent.invalid_data_id]
+    assert "data.lines.0.quantity" in invalid["error_message"]
+    assert "data.lines.0.quantity" in invalid["field_paths"]
+    assert all(row["status"] == "open" and row["flow"] == "orders" for row in rows)
+    assert fake_erp.requests == []
+    assert database.orders() == []
+
+
+def test_an_erp_that_recovers_gets_the_same_idempotency_key_and_the_order_is_stored_once(
+    worker, publish, envelope, database, fake_erp, wait_for
+):
+    worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    fake_erp.script("ORD-7005", 503, 503, 200)
+
+    publish(envelope(order_v2("ORD-7005", [("MUG-BLUE", 1)])))
+
+    wait_for(lambda: database.orders("ORD-7005"), what="ORD-7005 stored after two 503s")
+    requests = fake_erp.requests_for("ORD-7005")
+    assert [r.status for r in requests] == [503, 503, 200]
+    assert {r.idempotency_key for r in requests} == {"order-export:ORD-7005"}
+    assert fake_erp.exports() == ["order-export:ORD-7005"]
+    assert len(database.orders("ORD-7005")) == 1
+    assert database.stock("MUG-BLUE", "BER-1")["reserved"] == 1, "failed attempts reserved nothing"
+    assert database.dead_letters() == []
+
+
+def test_a_retry_after_from_the_erp_is_honoured(worker, publish, envelope, database, fake_erp, wait_for):
+    worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    fake_erp.script("ORD-7006", fake_erp.reply(503, retry_after="2"), 200)
+
+    publish(envelope(order_v2("ORD-7006", [("MUG-BLUE", 1)])))
+
+    wait_for(lambda: database.orders("ORD-7006"), what="ORD-7006 stored after a 503 with Retry-After")
+    first, second = fake_erp.requests_for("ORD-7006")
+    # The backoff alone would be 50-100 ms here; Retry-After asks for 2 s.
+    assert second.at - first.at >= 1.9
+
+
+def test_an_erp_refusal_is_dead_lettered_at_stage_handler_without_retrying(
+    worker, publish, envelope, database, fake_erp, wait_for
+):
+    worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    fake_erp.script("ORD-7007", 400)
+    order = envelope(order_v2("ORD-7007", [("MUG-BLUE", 1)]))
+
+    publish(order)
+
+    [row] = wait_for(database.dead_letters, what="the refused order in the archive")
+    assert (row["stage"], row["attempts"], row["error_type"]) == ("handler", 1, "PermanentError")
+    assert "400" in row["error_message"]
+    assert (row["message_id"], row["dedup_key"]) == (order["message_id"], "ORD-7007")
+    assert len(fake_erp.requests_for("ORD-7007")) == 1
+    assert database.orders() == []
+    assert database.stock("MUG-BLUE", "BER-1")["reserved"] == 0
+
+
+def test_an_erp_that_stays_down_exhausts_the_budget_and_archives_the_final_error(
+    worker, publish, envelope, database, fake_erp, wait_for, service_env
+):
+    max_attempts = int(service_env["FLOWFLEET_MAX_ATTEMPTS"])
+    worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    fake_erp.script("ORD-7008", *[503] * (max_attempts + 5))
+
+    publish(envelope(order_v2("ORD-7008", [("MUG-BLUE", 1)])))
+
+    [row] = wait_for(database.dead_letters, what="the order in the archive after its retry budget")
+    assert row["stage"] == "handler"
+    assert row["attempts"] == max_attempts
+    assert f"retry budget exhausted after {max_attempts} attempts" in row["error_message"]
+    assert "503" in row["error_message"]
+    assert row["first_failed_at"] < row["last_failed_at"]
+    assert len(fake_erp.requests_for("ORD-7008")) == max_attempts
+    assert fake_erp.exports() == []
+    assert database.orders() == []
+
+
+def test_the_queue_keeps_flowing_behind_a_poison_message(worker, publish, envelope, database, fake_erp, wait_for):
+    worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 100)
+    fake_erp.script("ORD-7100", 400)
+
+    publish(b"\x00\xff not even text")
+    publish(envelope(order_v2("ORD-7100", [("MUG-BLUE", 1)])))  # the ERP refuses this one
+    good = [f"ORD-71{n:02d}" for n in range(1, 11)]
+    for order_id in good:
+        publish(envelope(order_v2(order_id, [("MUG-BLUE", 1)])))
+
+    wait_for(lambda: len(database.orders()) == 10, timeout=30, what="all 10 good orders")
+    assert [o["order_id"] for o in database.orders()] == good
+    assert sorted(fake_erp.exports()) == [f"order-export:{order_id}" for order_id in good]
+    rows = wait_for(lambda: len(database.dead_letters()) == 2 and database.dead_letters(), what="2 dead letters")
+    assert sorted(row["stage"] for row in rows) == ["decode", "handler"]
