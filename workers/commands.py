@@ -187,8 +187,10 @@ def contracts_schema(args: argparse.Namespace) -> int:
     try:
         contract = REGISTRY.get(args.name)
         print(json.dumps(contract_schema(contract, args.version), indent=2, ensure_ascii=False))
-    except (RejectedMessage, KeyError) as error:
-        raise CommandError(str(error).strip("'\"")) from None
+    except RejectedMessage as error:
+        raise CommandError(error.reason) from None
+    except KeyError as error:
+        raise CommandError(str(error.args[0])) from None
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -26,9 +25,19 @@ from workers.ingress import DRAMATIQ_FORMAT, FORMAT_HEADER, decode_body
 PREFIX = "x-flowfleet-"
 
 
+def dead_letter_id(queue_name: str, body: bytes) -> str:
+    """Identifies a dead letter by its queue and raw body.
+
+    The same message dead-lettered twice (redelivered after its dead letter's confirm was lost) is
+    thereby archived once.
+    """
+    return hashlib.sha256(queue_name.encode("utf-8") + b"\0" + body).hexdigest()[:40]
+
+
 def dead_letter_headers(
     failure: Failure,
     *,
+    dead_letter_id: str,
     event: Mapping[str, Any],
     original_headers: Mapping[str, Any],
     attempts: int,
@@ -38,7 +47,7 @@ def dead_letter_headers(
 ) -> dict[str, Any]:
     """The original headers plus the final failure, as published with the dead letter."""
     ours: dict[str, Any] = {
-        "dead-letter-id": str(uuid.uuid4()),
+        "dead-letter-id": dead_letter_id,
         "stage": failure.stage,
         "error-type": failure.error_type,
         "error-message": failure.message,

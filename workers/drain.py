@@ -85,8 +85,10 @@ def drain_memory(broker: MemoryBroker, engine: Engine, flows: Mapping[str, str])
     """Drain the in-memory broker's dead-letter queues (the demo's twin of ArchiveDrain)."""
     count = 0
     for queue, flow in flows.items():
-        pending = broker.dead_letter_queues.pop(queue, [])
-        for body, headers in pending:
+        pending = broker.dead_letter_queues[queue]
+        while pending:
+            body, headers = pending[0]
             store(engine, flow, queue, headers, body)
+            pending.pop(0)
             count += 1
     return count

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from dramatiq import Broker, Message, Middleware
 from dramatiq.broker import MessageProxy
 
-from workers.dead_letters import dead_letter_headers
+from workers.dead_letters import dead_letter_headers, dead_letter_id
 from workers.failures import Failure, classify
 from workers.ingress import decode_body
 from workers.retrying import RetryBudget
@@ -114,8 +114,10 @@ class FailurePolicy(Middleware):
         self.outcomes.record(message.options, "retried")
 
     def _dead_letter(self, broker: Broker, message: MessageProxy, failure: Failure, attempt: Attempt) -> None:
+        body = decode_body(message.kwargs)
         headers = dead_letter_headers(
             failure,
+            dead_letter_id=dead_letter_id(message.queue_name, body),
             event=message.options.get("event", {}),
             original_headers=message.kwargs.get("headers", {}),
             attempts=attempt.number,
@@ -125,7 +127,7 @@ class FailurePolicy(Middleware):
         )
         try:
             sink: DeadLetterSink = broker  # type: ignore[assignment]  # both fleet brokers implement it
-            sink.dead_letter(message.queue_name, decode_body(message.kwargs), headers)
+            sink.dead_letter(message.queue_name, body, headers)
         except Exception:
             logger.exception("could not publish a dead letter; leaving the message for redelivery")
             hold_for_redelivery(message)

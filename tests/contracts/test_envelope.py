@@ -88,9 +88,7 @@ def test_a_truncated_json_body_is_rejected_as_not_json() -> None:
     assert "not JSON" in rejection_of(body).reason
 
 
-@pytest.mark.parametrize(
-    ("document", "kind"), [([1, 2, 3], "list"), (42, "int"), ("text", "str"), (None, "NoneType")]
-)
+@pytest.mark.parametrize(("document", "kind"), [([1, 2, 3], "list"), (42, "int"), ("text", "str"), (None, "NoneType")])
 def test_json_that_is_not_an_object_is_rejected_naming_what_it_is(document: Any, kind: str) -> None:
     rejection = rejection_of(as_body(document))
 

@@ -121,10 +121,22 @@ def test_the_erp_receives_one_post_to_orders_keyed_by_the_order_id() -> None:
     assert payload["currency"] == "EUR"
     assert payload["total_minor"] == 3000
     assert payload["lines"] == [
-        {"line_id": "L1", "sku": "TEE", "quantity": 2, "unit_price_minor": 1000, "status": "reserved",
-         "location": "berlin"},
-        {"line_id": "L2", "sku": "MUG", "quantity": 1, "unit_price_minor": 1000, "status": "backordered",
-         "location": None},
+        {
+            "line_id": "L1",
+            "sku": "TEE",
+            "quantity": 2,
+            "unit_price_minor": 1000,
+            "status": "reserved",
+            "location": "berlin",
+        },
+        {
+            "line_id": "L2",
+            "sku": "MUG",
+            "quantity": 1,
+            "unit_price_minor": 1000,
+            "status": "backordered",
+            "location": None,
+        },
     ]
 
 
@@ -198,7 +210,10 @@ def test_reservations_never_exceed_stock_on_hand_over_any_sequence_of_orders(
         assert stock.reserved == expected_reserved
         reserved_lines = sum(1 for line in placed.lines if line.status == "reserved")
         expected_status = (
-            "reserved" if reserved_lines == len(lines) else "backordered" if reserved_lines == 0
+            "reserved"
+            if reserved_lines == len(lines)
+            else "backordered"
+            if reserved_lines == 0
             else "partially_backordered"
         )
         assert placed.status == expected_status

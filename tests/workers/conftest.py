@@ -158,9 +158,7 @@ class FleetRun:
             return [dict(row) for row in connection.execute(query).mappings()]
 
     def reserved(self, sku: str, location: str) -> int:
-        query = select(stock_levels.c.reserved).where(
-            stock_levels.c.sku == sku, stock_levels.c.location == location
-        )
+        query = select(stock_levels.c.reserved).where(stock_levels.c.sku == sku, stock_levels.c.location == location)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -178,9 +176,7 @@ def fleet_runner(
         outcomes = Outcomes()
         plan = topology(settings)
         broker = broker_class(routes=dict(plan.routes), middleware=middleware(settings, outcomes))
-        fleet = Fleet(
-            settings=settings, broker=broker, engine=engine, downstream={"erp": erp}, outcomes=outcomes
-        )
+        fleet = Fleet(settings=settings, broker=broker, engine=engine, downstream={"erp": erp}, outcomes=outcomes)
         register_actors(fleet)
         worker = Worker(broker, worker_threads=2, worker_timeout=50)
         request.addfinalizer(worker.stop)

@@ -141,14 +141,6 @@ def test_an_exhausted_retry_whose_dead_letter_cannot_be_published_is_still_archi
     assert list(erp.applied) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: workers/dead_letters.py:41 gives every dead-letter publish a fresh uuid4 dead-letter-id, "
-        "so when the XQ stored a dead letter but its confirm was lost, the redelivered message is "
-        "dead-lettered again under a new key and archive() (keyed on dead_letter_key) keeps two records"
-    ),
-)
 def test_a_dead_letter_whose_confirm_was_lost_is_archived_once_after_redelivery(
     fleet_runner: FleetRunner, erp: FakeDownstream
 ) -> None:
@@ -161,13 +153,6 @@ def test_a_dead_letter_whose_confirm_was_lost_is_archived_once_after_redelivery(
     assert [d["message_id"] for d in fleet.dead_letters()] == [message_id_of(body)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: workers/drain.py:88 drain_memory pops a queue's whole dead-letter list before archiving it, so "
-        "when the archive write fails the popped dead letters are gone (ArchiveDrain nacks them back instead)"
-    ),
-)
 def test_dead_letters_stay_in_the_broker_when_the_archive_is_unreachable(fleet: FleetRun) -> None:
     fleet.publish(b"not json")
     fleet.publish(b"not json either")

@@ -42,10 +42,7 @@ def test_a_v2_order_is_stored_with_its_lines_and_stock_reserved_and_exported_onc
         "EUR",
         5 * 1999,
     )
-    lines = [
-        (r["line_id"], r["sku"], r["quantity"], r["status"], r["location"])
-        for r in fleet.order_lines("ORD-100")
-    ]
+    lines = [(r["line_id"], r["sku"], r["quantity"], r["status"], r["location"]) for r in fleet.order_lines("ORD-100")]
     assert lines == [("1", "TEE-RED-M", 2, "reserved", "BER-1"), ("2", "MUG-BLUE", 3, "reserved", "BER-1")]
     assert fleet.reserved("TEE-RED-M", "BER-1") == 2
     assert fleet.reserved("MUG-BLUE", "BER-1") == 3
@@ -69,9 +66,7 @@ def test_a_line_no_location_can_cover_is_backordered_and_the_order_still_exporte
     assert erp.applied["order-export:ORD-101"]["status"] == "partially_backordered"
 
 
-def test_the_same_order_twice_under_different_message_ids_has_one_effect(
-    fleet: FleetRun, erp: FakeDownstream
-) -> None:
+def test_the_same_order_twice_under_different_message_ids_has_one_effect(fleet: FleetRun, erp: FakeDownstream) -> None:
     data = order_v2("ORD-102", [("TEE-RED-M", 2)])
     first, second = envelope(data), envelope(data)
     assert message_id_of(first) != message_id_of(second)
@@ -101,9 +96,9 @@ def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(fleet: FleetRun, 
         2500,
         None,
     )
-    assert [
-        (r["line_id"], r["sku"], r["quantity"], r["unit_price_minor"]) for r in fleet.order_lines("ORD-103")
-    ] == [("1", "MUG-BLUE", 2, 1250)]
+    assert [(r["line_id"], r["sku"], r["quantity"], r["unit_price_minor"]) for r in fleet.order_lines("ORD-103")] == [
+        ("1", "MUG-BLUE", 2, 1250)
+    ]
     assert erp.applied["order-export:ORD-103"]["channel"] == "storefront"
     assert messages_total("processed", version="1") - processed_v1_before == 1
 
@@ -256,9 +251,7 @@ def test_an_event_older_than_the_flows_max_age_is_dead_lettered_as_expired_and_n
     assert list(erp.applied) == ["order-export:ORD-112"]
 
 
-def test_a_failing_message_does_not_hold_up_the_messages_behind_it(
-    fleet: FleetRun, erp: FakeDownstream
-) -> None:
+def test_a_failing_message_does_not_hold_up_the_messages_behind_it(fleet: FleetRun, erp: FakeDownstream) -> None:
     erp.responder = lambda _path, payload, _key, _attempt: 503 if payload["order_id"] == "ORD-STUCK" else 200
     good = [f"ORD-12{n}" for n in range(5)]
 
@@ -275,9 +268,7 @@ def test_a_failing_message_does_not_hold_up_the_messages_behind_it(
     assert fleet.tally("processed") == 5
 
 
-def test_a_dead_letter_names_the_contract_version_and_keys_it_could_read(
-    fleet: FleetRun, erp: FakeDownstream
-) -> None:
+def test_a_dead_letter_names_the_contract_version_and_keys_it_could_read(fleet: FleetRun, erp: FakeDownstream) -> None:
     erp.responder = by_attempt(400)
     body = envelope(order_v2("ORD-113"))
 

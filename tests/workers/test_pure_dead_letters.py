@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from contracts.errors import ContractViolation
 from handlers.errors import PermanentError, TransientError
-from workers.dead_letters import PREFIX, archive_record, dead_letter_headers
+from workers.dead_letters import PREFIX, archive_record, dead_letter_headers, dead_letter_id
 from workers.failures import Failure, classify, fingerprint
 from workers.ingress import (
     DELIVERY_COUNT_HEADER,
@@ -56,11 +56,10 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def published_by_worker(
-    failure: Failure, *, event: dict[str, Any] | None = None, attempts: int = 1
-) -> dict[str, Any]:
+def published_by_worker(failure: Failure, *, event: dict[str, Any] | None = None, attempts: int = 1) -> dict[str, Any]:
     return dead_letter_headers(
         failure,
+        dead_letter_id=f"dl-{failure.fingerprint}-{attempts}",
         event=event or {},
         original_headers={"traceparent": "00-abc-01", FORMAT_HEADER: DRAMATIQ_FORMAT, "x-death": ["old"]},
         attempts=attempts,
@@ -142,15 +141,23 @@ def test_a_contract_dead_letter_keeps_its_field_paths_and_has_no_dedup_key() -> 
 
 def test_what_the_worker_knew_about_the_event_wins_over_an_unreadable_body() -> None:
     failure = classify(PermanentError("no"))
-    event = {"contract": "order.created", "version": 2, "message_id": "msg-7", "dedup_key": "ORD-7",
-             "business_keys": {"order_id": "ORD-7"}, "correlation_id": None}
+    event = {
+        "contract": "order.created",
+        "version": 2,
+        "message_id": "msg-7",
+        "dedup_key": "ORD-7",
+        "business_keys": {"order_id": "ORD-7"},
+        "correlation_id": None,
+    }
 
     headers = published_by_worker(failure, event=event)
 
     record = archive_record("orders", "orders.XQ", headers, b"\xff not json")
 
     assert (record["message_id"], record["dedup_key"], record["business_keys"]) == (
-        "msg-7", "ORD-7", {"order_id": "ORD-7"}
+        "msg-7",
+        "ORD-7",
+        {"order_id": "ORD-7"},
     )
     assert record["body"] == b"\xff not json"
 
@@ -165,13 +172,12 @@ def test_a_worker_dead_letter_keeps_the_original_headers_but_not_stale_failure_h
     assert "x-death" not in headers
 
 
-def test_each_worker_dead_letter_gets_its_own_key() -> None:
-    failure = classify(PermanentError("no"))
+def test_a_dead_letter_is_identified_by_its_queue_and_raw_body() -> None:
+    body = envelope_body()
 
-    first = archive_record("orders", "orders.XQ", published_by_worker(failure), envelope_body())
-    second = archive_record("orders", "orders.XQ", published_by_worker(failure), envelope_body())
-
-    assert first["dead_letter_key"] != second["dead_letter_key"]
+    assert dead_letter_id("orders", body) == dead_letter_id("orders", body)
+    assert dead_letter_id("orders", body) != dead_letter_id("payments", body)
+    assert dead_letter_id("orders", body) != dead_letter_id("orders", body + b" ")
 
 
 def test_dead_letter_headers_are_plain_values_an_amqp_client_can_send() -> None:

@@ -63,9 +63,7 @@ def contract_failure(quantity: object, line: int = 0) -> BaseException:
     ("error", "stage"),
     [(UndecodableMessage("not JSON"), "decode"), (ContractViolation("unknown contract 'x'"), "contract")],
 )
-def test_a_rejected_message_fails_at_its_own_stage_and_is_never_retried(
-    error: RejectedMessage, stage: str
-) -> None:
+def test_a_rejected_message_fails_at_its_own_stage_and_is_never_retried(error: RejectedMessage, stage: str) -> None:
     failure = classify(error)
 
     assert failure.stage == stage
@@ -168,9 +166,10 @@ def test_the_order_of_field_paths_does_not_change_the_fingerprint() -> None:
 
 
 def test_different_field_paths_fingerprint_differently() -> None:
-    assert classify(contract_failure(0)).fingerprint != classify(
-        caught(ORDER_CREATED.parse, 2, {**ORDER_CREATED.examples[2], "currency": "euro"})
-    ).fingerprint
+    assert (
+        classify(contract_failure(0)).fingerprint
+        != classify(caught(ORDER_CREATED.parse, 2, {**ORDER_CREATED.examples[2], "currency": "euro"})).fingerprint
+    )
 
 
 def test_the_same_error_type_at_another_stage_fingerprints_differently() -> None:

@@ -10,8 +10,14 @@ from workers.masking import MASK, mask, mask_text
 def test_personal_fields_are_replaced_wherever_they_are_nested() -> None:
     order = {
         "customer": {"customer_id": "C-77", "email": "ana@example.com", "name": "Ana Müller"},
-        "ship_to": {"name": "Ana Müller", "line1": "Hauptstraße 5", "line2": "Hinterhaus", "city": "Köln",
-                    "postal_code": "50667", "country": "DE"},
+        "ship_to": {
+            "name": "Ana Müller",
+            "line1": "Hauptstraße 5",
+            "line2": "Hinterhaus",
+            "city": "Köln",
+            "postal_code": "50667",
+            "country": "DE",
+        },
     }
 
     masked = mask(order)
@@ -19,14 +25,21 @@ def test_personal_fields_are_replaced_wherever_they_are_nested() -> None:
     assert masked == {
         "customer": {"customer_id": "C-77", "email": MASK, "name": MASK},
         "ship_to": {
-            "name": MASK, "line1": MASK, "line2": MASK, "city": MASK, "postal_code": MASK, "country": "DE",
+            "name": MASK,
+            "line1": MASK,
+            "line2": MASK,
+            "city": MASK,
+            "postal_code": MASK,
+            "country": "DE",
         },
     }
 
 
 def test_personal_field_names_are_matched_case_insensitively() -> None:
     assert mask({"Email": "ana@example.com", "PHONE": "12", "First_Name": "Ana"}) == {
-        "Email": MASK, "PHONE": MASK, "First_Name": MASK,
+        "Email": MASK,
+        "PHONE": MASK,
+        "First_Name": MASK,
     }
 
 

@@ -33,12 +33,8 @@ def jitter_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     return pin
 
 
-@pytest.mark.parametrize(
-    ("attempt", "ceiling"), [(1, 1_000), (2, 2_000), (3, 4_000), (4, 8_000), (5, 16_000)]
-)
-def test_the_delay_doubles_with_each_attempt_and_jitters_within_the_upper_half(
-    attempt: int, ceiling: int
-) -> None:
+@pytest.mark.parametrize(("attempt", "ceiling"), [(1, 1_000), (2, 2_000), (3, 4_000), (4, 8_000), (5, 16_000)])
+def test_the_delay_doubles_with_each_attempt_and_jitters_within_the_upper_half(attempt: int, ceiling: int) -> None:
     delays = {delay(attempt=attempt) for _ in range(200)}
 
     assert all(d is not None and ceiling // 2 <= d <= ceiling for d in delays)
@@ -46,9 +42,7 @@ def test_the_delay_doubles_with_each_attempt_and_jitters_within_the_upper_half(
 
 
 @pytest.mark.parametrize("end", ["low", "high"])
-def test_the_jitter_spans_exactly_half_the_ceiling_to_the_ceiling(
-    jitter_at: Callable[[str], None], end: str
-) -> None:
+def test_the_jitter_spans_exactly_half_the_ceiling_to_the_ceiling(jitter_at: Callable[[str], None], end: str) -> None:
     jitter_at(end)
 
     assert [delay(attempt=n) for n in (1, 2, 3, 4)] == (
