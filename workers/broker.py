@@ -9,12 +9,12 @@ from typing import Any
 
 import pika
 import pika.exceptions
-from dramatiq import Broker, Message, Middleware
-from dramatiq.common import dq_name, q_name, xq_name
+from dramatiq import Middleware
+from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import ConnectionClosed
 
+from workers.broker_base import BrokerBase
 from workers.consumer import FleetConsumer
-from workers.ingress import DRAMATIQ_FORMAT, FORMAT_HEADER, message_from_delivery
 from workers.topology import connection_parameters
 
 logger = logging.getLogger("flowfleet.broker")
@@ -22,7 +22,7 @@ logger = logging.getLogger("flowfleet.broker")
 PUBLISH_ATTEMPTS = 4
 
 
-class FleetBroker(Broker):
+class FleetBroker(BrokerBase):
     """Publishes every message with publisher confirms and `mandatory`, so nothing is silently lost.
 
     Queues are not declared here: `flowfleet topology apply` (run by the worker at start) owns them,
@@ -35,13 +35,8 @@ class FleetBroker(Broker):
         self.queues: set[str] = set()
         self._local = threading.local()
         self._connections: set[pika.BlockingConnection] = set()
-        self._actor_by_queue: dict[str, str] = {}
 
     # -- declaration -----------------------------------------------------------------------------
-    def declare_actor(self, actor: Any) -> None:
-        super().declare_actor(actor)
-        self._actor_by_queue[actor.queue_name] = actor.actor_name
-
     def declare_queue(self, queue_name: str) -> None:
         if queue_name not in self.queues:
             self.emit_before("declare_queue", queue_name)
@@ -53,29 +48,11 @@ class FleetBroker(Broker):
     def get_declared_queues(self) -> set[str]:
         return set(self.queues)
 
-    def get_declared_delay_queues(self) -> set[str]:
-        return set(self.delay_queues)
-
     # -- consuming -------------------------------------------------------------------------------
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> FleetConsumer:
         return FleetConsumer(self.parameters, queue_name, prefetch, timeout, self.message_for)
 
-    def message_for(self, queue_name: str, headers: dict[str, Any] | None, body: bytes) -> Message[Any]:
-        """The Dramatiq message for one delivery on `queue_name` (see workers.ingress)."""
-        return message_from_delivery(queue_name, self._actor_by_queue.get(q_name(queue_name), ""), headers, body)
-
     # -- publishing ------------------------------------------------------------------------------
-    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        """Publish a Dramatiq message (a delayed retry, usually), confirmed; raise if it was not taken."""
-        queue_name = message.queue_name
-        if delay is not None:
-            queue_name = dq_name(queue_name)
-            message = message.copy(queue_name=queue_name, options={"eta": int(time.time() * 1000) + delay})
-        self.emit_before("enqueue", message, delay)
-        self.publish("", queue_name, message.encode(), {FORMAT_HEADER: DRAMATIQ_FORMAT})
-        self.emit_after("enqueue", message, delay)
-        return message
-
     def dead_letter(self, queue_name: str, body: bytes, headers: dict[str, Any]) -> None:
         """Publish a dead letter to the queue's dead-letter queue, confirmed."""
         self.publish("", xq_name(queue_name), body, headers)

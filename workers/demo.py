@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dramatiq import Worker
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from workers.adapters.fake import FakeDownstream
 from workers.drain import drain_memory
@@ -158,6 +158,14 @@ def demo_settings(database_url: str) -> Settings:
     )
 
 
+def seed_stock(engine: Engine, stock: Mapping[tuple[str, str], int]) -> None:
+    """Put stock on hand per (SKU, location), as a goods receipt would."""
+    with engine.begin() as connection:
+        ledger = SqlStockLedger(connection)
+        for (sku, location), quantity in stock.items():
+            ledger.receive(sku, location, quantity)
+
+
 def run(print_line: Any = print) -> dict[str, Any]:
     """Run the demo; return its summary (the tests read it), printing it as it goes."""
     logging.getLogger("dramatiq").setLevel(logging.ERROR)
@@ -166,10 +174,7 @@ def run(print_line: Any = print) -> dict[str, Any]:
         settings = demo_settings(f"sqlite:///{Path(workdir) / 'demo.db'}")
         engine = make_engine(settings.database_url.get_secret_value())
         migrate(engine)
-        with engine.begin() as connection:
-            ledger = SqlStockLedger(connection)
-            for (sku, location), quantity in STOCK.items():
-                ledger.receive(sku, location, quantity)
+        seed_stock(engine, STOCK)
         outcomes = Outcomes()
         erp = FakeDownstream("erp", erp_answers)
         plan = topology(settings)

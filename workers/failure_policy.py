@@ -14,23 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dramatiq import Broker, Message, Middleware
+from dramatiq import Broker, Middleware
 from dramatiq.broker import MessageProxy
 
+from workers.broker_base import BrokerBase
 from workers.dead_letters import dead_letter_headers, dead_letter_id
 from workers.failures import Failure, classify
 from workers.ingress import decode_body
 from workers.retrying import RetryBudget
 
 logger = logging.getLogger("flowfleet.failures")
-
-
-class DeadLetterSink(Protocol):
-    """A broker that can publish a dead letter for a queue, confirmed."""
-
-    def dead_letter(self, queue_name: str, body: bytes, headers: dict[str, Any]) -> None: ...
-
-    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]: ...
 
 
 class Outcomes(Protocol):
@@ -125,9 +118,9 @@ class FailurePolicy(Middleware):
             first_failed_ms=attempt.first_failed_ms,
             last_failed_ms=attempt.now_ms,
         )
+        assert isinstance(broker, BrokerBase), "FailurePolicy runs on the fleet's brokers"
         try:
-            sink: DeadLetterSink = broker  # type: ignore[assignment]  # both fleet brokers implement it
-            sink.dead_letter(message.queue_name, body, headers)
+            broker.dead_letter(message.queue_name, body, headers)
         except Exception:
             logger.exception("could not publish a dead letter; leaving the message for redelivery")
             hold_for_redelivery(message)

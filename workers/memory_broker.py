@@ -12,17 +12,18 @@ from queue import Empty, Queue
 from threading import Lock
 from typing import Any
 
-from dramatiq import Broker, Consumer, Message, Middleware
+from dramatiq import Consumer, Message, Middleware
 from dramatiq.broker import MessageProxy
 from dramatiq.common import dq_name, q_name, xq_name
 
+from workers.broker_base import BrokerBase
 from workers.consumer import DeliveredMessage
-from workers.ingress import DELIVERY_COUNT_HEADER, DRAMATIQ_FORMAT, FORMAT_HEADER, message_from_delivery
+from workers.ingress import DELIVERY_COUNT_HEADER
 
 Delivery = tuple[bytes, dict[str, Any]]
 
 
-class MemoryBroker(Broker):
+class MemoryBroker(BrokerBase):
     """Topic routing by exact routing key, per-queue FIFO, and dead-letter lists per queue."""
 
     def __init__(self, *, routes: dict[str, tuple[str, ...]], middleware: list[Middleware] | None = None) -> None:
@@ -30,15 +31,10 @@ class MemoryBroker(Broker):
         self.queues: dict[str, Queue[Delivery]] = {}
         self.dead_letter_queues: dict[str, list[Delivery]] = defaultdict(list)
         self._bindings: dict[str, list[str]] = defaultdict(list)
-        self._actor_by_queue: dict[str, str] = {}
         self._lock = Lock()
         for queue, keys in routes.items():
             for key in keys:
                 self._bindings[key].append(queue)
-
-    def declare_actor(self, actor: Any) -> None:
-        super().declare_actor(actor)
-        self._actor_by_queue[actor.queue_name] = actor.actor_name
 
     def declare_queue(self, queue_name: str) -> None:
         with self._lock:
@@ -54,24 +50,8 @@ class MemoryBroker(Broker):
     def get_declared_queues(self) -> set[str]:
         return {name for name in self.queues if name == q_name(name)}
 
-    def get_declared_delay_queues(self) -> set[str]:
-        return set(self.delay_queues)
-
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> Consumer:
         return MemoryConsumer(self, queue_name, timeout)
-
-    def message_for(self, queue_name: str, headers: dict[str, Any] | None, body: bytes) -> Message[Any]:
-        return message_from_delivery(queue_name, self._actor_by_queue.get(q_name(queue_name), ""), headers, body)
-
-    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        queue_name = message.queue_name
-        if delay is not None:
-            queue_name = dq_name(queue_name)
-            message = message.copy(queue_name=queue_name, options={"eta": int(time.time() * 1000) + delay})
-        self.emit_before("enqueue", message, delay)
-        self.publish("", queue_name, message.encode(), {FORMAT_HEADER: DRAMATIQ_FORMAT})
-        self.emit_after("enqueue", message, delay)
-        return message
 
     def dead_letter(self, queue_name: str, body: bytes, headers: dict[str, Any]) -> None:
         self.dead_letter_queues[xq_name(queue_name)].append((body, headers))

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from workers.adapters.fake import FakeDownstream
+from workers.demo import seed_stock
 from workers.drain import drain_memory
 from workers.fleet import Fleet, middleware, register_actors, topology
 from workers.memory_broker import MemoryBroker
@@ -25,7 +26,6 @@ from workers.metrics import Outcomes
 from workers.settings import Settings
 from workers.store.archive import DeadLetterFilter, get_dead_letter, list_dead_letters
 from workers.store.db import make_engine, migrate
-from workers.store.orders import SqlStockLedger
 from workers.store.tables import order_lines, orders, stock_levels
 
 #: Stock on hand per (sku, location) in every test database.
@@ -87,10 +87,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
     """A migrated SQLite database in tmp_path with STOCK on hand."""
     engine = make_engine(settings.database_url.get_secret_value())
     migrate(engine)
-    with engine.begin() as connection:
-        ledger = SqlStockLedger(connection)
-        for (sku, location), quantity in STOCK.items():
-            ledger.receive(sku, location, quantity)
+    seed_stock(engine, STOCK)
     yield engine
     engine.dispose()
 
