@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from dramatiq import Message
-from dramatiq.common import q_name
+from dramatiq.common import dq_name, q_name
 from dramatiq.errors import DecodeError
 
 #: Marks a body that is a Dramatiq message flowfleet enqueued itself (a delayed retry).
@@ -33,24 +33,45 @@ def message_from_delivery(
 ) -> Message[Any]:
     """Turn one AMQP delivery into the Dramatiq message a worker thread will run. Never raises."""
     safe_headers = json_safe_headers(headers or {})
-    delivery_count = safe_headers.get(DELIVERY_COUNT_HEADER, 0)
+    count = safe_headers.get(DELIVERY_COUNT_HEADER, 0)
+    delivery_count = count if isinstance(count, int) else 0
     if safe_headers.get(FORMAT_HEADER) == DRAMATIQ_FORMAT:
-        try:
-            message = Message.decode(body)
-            if isinstance(message.kwargs, dict) and isinstance(message.options, dict):
-                message.options["delivery_count"] = delivery_count
-                return message
-        except DecodeError:
-            pass
+        message = _own_message(queue_name, actor_name, body)
+        if message is not None:
+            message.options["delivery_count"] = delivery_count
+            return message
     return Message(
-        queue_name=q_name(queue_name),
+        # The queue it came from (a flow queue or its delay queue): the worker settles it there.
+        queue_name=queue_name,
         actor_name=actor_name,
         args=(),
         kwargs={**encode_body(body), "headers": safe_headers},
-        options={"delivery_count": delivery_count if isinstance(delivery_count, int) else 0},
+        options={"delivery_count": delivery_count},
         message_id=str(uuid.uuid4()),
         message_timestamp=int(time.time() * 1000),
     )
+
+
+def _own_message(queue_name: str, actor_name: str, body: bytes) -> Message[Any] | None:
+    """A retry flowfleet enqueued, if the body is one in every field the worker relies on.
+
+    A marked body with another queue, another actor or wrong types would otherwise crash the
+    worker thread that settles it; such a body is wrapped like any other unknown bytes instead.
+    """
+    try:
+        message = Message.decode(body)
+    except DecodeError:
+        return None
+    fits = (
+        message.queue_name in (q_name(queue_name), dq_name(queue_name))
+        and message.actor_name == actor_name
+        and isinstance(message.message_id, str)
+        and isinstance(message.kwargs, dict)
+        and isinstance(message.options, dict)
+        and isinstance(message.options.get("eta", 0), int)
+        and not message.args
+    )
+    return message if fits else None
 
 
 def encode_body(body: bytes) -> dict[str, str]:

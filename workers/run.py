@@ -8,6 +8,7 @@ import threading
 from types import FrameType
 
 from dramatiq import Worker
+from prometheus_client import start_http_server
 
 from workers.broker import FleetBroker
 from workers.drain import ArchiveDrain
@@ -75,6 +76,8 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
         worker.worker_threads,
         settings.prefetch,
     )
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
     worker.start()
     if archive_drain is not None:
         archive_drain.start()

@@ -356,6 +356,35 @@ def test_a_corrupt_marked_body_falls_back_to_being_wrapped_so_it_can_be_dead_let
         assert decode_body(message.kwargs) == corrupt
 
 
+def test_a_marked_message_for_another_queue_or_actor_is_wrapped_not_trusted() -> None:
+    """Settling a message on a queue it did not come from would crash the worker thread."""
+    marked = {FORMAT_HEADER: DRAMATIQ_FORMAT}
+    for queue, actor in (("payments", "place_order"), ("orders", "refund_everything")):
+        foreign = message_from_delivery(queue, actor, {}, envelope_body()).encode()
+
+        message = message_from_delivery("orders", "place_order", marked, foreign)
+
+        assert (message.queue_name, message.actor_name) == ("orders", "place_order")
+        assert decode_body(message.kwargs) == foreign
+
+
+def test_a_marked_message_with_positional_args_or_a_text_eta_is_wrapped_not_trusted() -> None:
+    marked = {FORMAT_HEADER: DRAMATIQ_FORMAT}
+    good = message_from_delivery("orders", "place_order", {}, envelope_body())
+    for odd in (good.copy(args=("x",)), good.copy(options={"eta": "soon"})):
+        message = message_from_delivery("orders", "place_order", marked, odd.encode())
+
+        assert message.message_id != good.message_id
+        assert decode_body(message.kwargs) == odd.encode()
+
+
+def test_garbage_on_a_delay_queue_is_settled_on_the_delay_queue_it_came_from() -> None:
+    message = message_from_delivery("orders.DQ", "place_order", {}, b"not json")
+
+    assert message.queue_name == "orders.DQ"
+    assert "eta" not in message.options
+
+
 def test_amqp_header_values_are_made_json_safe_so_the_message_can_be_encoded() -> None:
     headers = {
         "raw": b"bytes",
