@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     except ValidationError as error:
         raise CommandError(f"invalid configuration: {error}") from None
+    except pika.exceptions.ChannelClosedByBroker as error:
+        raise CommandError(topo.explain(error, "the broker topology") + "; see `flowfleet topology check`") from None
     except pika.exceptions.AMQPConnectionError as error:
         url = redact_url(Settings().broker_url.get_secret_value())
         raise CommandError(f"cannot reach the broker at {url}: {type(error).__name__}") from None
@@ -87,10 +89,6 @@ def topology_apply(args: argparse.Namespace) -> int:
     try:
         for line in topo.apply(open_channel(), plan):
             print(f"declared {line}")
-    except pika.exceptions.ChannelClosedByBroker as error:
-        raise CommandError(
-            topo.explain(error, "the topology") + "\nrun `flowfleet topology check` for details"
-        ) from None
     finally:
         connection.close()
     return 0

@@ -64,13 +64,24 @@ def dead_letter_headers(
     return {**originals, **{PREFIX + key: value for key, value in ours.items()}}
 
 
-def archive_record(flow: str, queue: str, headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
+def archive_record(
+    flow: str,
+    queue: str,
+    headers: Mapping[str, Any],
+    body: bytes,
+    delivery_limits: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
     """Everything the archive keeps about one dead letter, from the message as it sits in the XQ.
 
-    Never raises: a dead letter whose headers cannot be read is still archived, as it came.
+    `delivery_limits` (queue -> x-delivery-limit) tells how many deliveries a message that hit the
+    limit had: the broker resets its delivery count when it dead-letters it. Never raises: a dead
+    letter whose headers cannot be read is still archived, as it came.
     """
     try:
-        record = _from_worker(headers, body) if PREFIX + "stage" in headers else _from_broker(headers, body)
+        if PREFIX + "stage" in headers:
+            record = _from_worker(headers, body)
+        else:
+            record = _from_broker(headers, body, delivery_limits or {})
     except (TypeError, ValueError, AttributeError) as error:
         record = _unreadable(headers, body, error)
     raw_body: bytes = record.pop("raw_body")
@@ -113,18 +124,21 @@ def _from_worker(headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
     }
 
 
-def _from_broker(headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
+def _from_broker(headers: Mapping[str, Any], body: bytes, delivery_limits: Mapping[str, int]) -> dict[str, Any]:
     deaths = headers.get("x-death") or [{}]
     death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping) else {}
     reason = str(death.get("reason", "unknown"))
     count = int(death.get("count", 1) or 1)
-    raw_body, original_headers, attempts = body, dict(headers), count
+    limit = delivery_limits.get(str(death.get("queue")))
+    # A quorum queue dead-letters a message once it was returned more than its limit allows.
+    attempts = limit + 1 if reason == "delivery_limit" and limit is not None else count
+    raw_body, original_headers = body, dict(headers)
     if headers.get(FORMAT_HEADER) == DRAMATIQ_FORMAT:
         try:
             message = Message.decode(body)
             raw_body = decode_body(message.kwargs)
             original_headers = dict(message.kwargs.get("headers", {}))
-            attempts = int(message.options.get("attempt", 0)) + count
+            attempts += int(message.options.get("attempt", 0))
         except (DecodeError, TypeError, ValueError):
             pass
     if reason == "delivery_limit":

@@ -22,9 +22,17 @@ logger = logging.getLogger("flowfleet.drain")
 DB_RETRY_SECONDS = 2.0
 
 
-def store(engine: Engine, flow: str, queue: str, headers: Mapping[str, object] | None, body: bytes) -> int | None:
+def store(
+    engine: Engine,
+    flow: str,
+    queue: str,
+    headers: Mapping[str, object] | None,
+    body: bytes,
+    *,
+    delivery_limits: Mapping[str, int] | None = None,
+) -> int | None:
     """Archive one dead letter in its own transaction; raise if the database did not take it."""
-    record = archive_record(flow, queue, json_safe_headers(headers or {}), body)
+    record = archive_record(flow, queue, json_safe_headers(headers or {}), body, delivery_limits)
     with engine.begin() as connection:
         return archive(connection, record)
 
@@ -32,11 +40,18 @@ def store(engine: Engine, flow: str, queue: str, headers: Mapping[str, object] |
 class ArchiveDrain(threading.Thread):
     """A background consumer of every flow's dead-letter queue; stops when `stop()` is called."""
 
-    def __init__(self, parameters: pika.URLParameters, queues: Mapping[str, str], engine: Engine) -> None:
+    def __init__(
+        self,
+        parameters: pika.URLParameters,
+        queues: Mapping[str, str],
+        engine: Engine,
+        delivery_limits: Mapping[str, int],
+    ) -> None:
         super().__init__(name="flowfleet-drain", daemon=True)
         self.parameters = parameters
         self.queues = dict(queues)  # dead-letter queue -> flow
         self.engine = engine
+        self.delivery_limits = dict(delivery_limits)  # work queue -> x-delivery-limit
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -70,7 +85,7 @@ class ArchiveDrain(threading.Thread):
             if method is None:
                 return count
             try:
-                store(self.engine, flow, queue, properties.headers, body)
+                store(self.engine, flow, queue, properties.headers, body, delivery_limits=self.delivery_limits)
             except SQLAlchemyError:
                 logger.warning("archive unavailable; dead letter left in %s", queue, exc_info=True)
                 channel.basic_nack(method.delivery_tag, requeue=True)

@@ -41,6 +41,10 @@ class Attempt:
     now_ms: int
 
 
+def _whole_number(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
 def hold_for_redelivery(message: MessageProxy) -> None:
     """Ask the consumer to hand the message back to the broker instead of acking it."""
     message.options["flowfleet_requeue"] = True
@@ -63,11 +67,19 @@ class FailurePolicy(Middleware):
     ) -> None:
         if exception is None:
             return
+        try:
+            self._decide(broker, message, exception)
+        except Exception:
+            # Dramatiq would log this and ack the message: hand it back to the broker instead.
+            logger.exception("failure policy could not decide; leaving the message for redelivery")
+            hold_for_redelivery(message)
+
+    def _decide(self, broker: Broker, message: MessageProxy, exception: BaseException) -> None:
         failure = classify(exception)
         now_ms = int(time.time() * 1000)
         attempt = Attempt(
-            number=int(message.options.get("attempt", 0)) + 1,
-            first_failed_ms=int(message.options.get("first_failed_at", now_ms)),
+            number=_whole_number(message.options.get("attempt"), 0) + 1,
+            first_failed_ms=_whole_number(message.options.get("first_failed_at"), now_ms),
             now_ms=now_ms,
         )
         if failure.transient:
@@ -114,7 +126,7 @@ class FailurePolicy(Middleware):
             event=message.options.get("event", {}),
             original_headers=message.kwargs.get("headers", {}),
             attempts=attempt.number,
-            delivery_count=int(message.options.get("delivery_count", 0) or 0),
+            delivery_count=_whole_number(message.options.get("delivery_count"), 0),
             first_failed_ms=attempt.first_failed_ms,
             last_failed_ms=attempt.now_ms,
         )

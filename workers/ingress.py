@@ -68,7 +68,7 @@ def _own_message(queue_name: str, actor_name: str, body: bytes) -> Message[Any] 
         and isinstance(message.message_id, str)
         and isinstance(message.kwargs, dict)
         and isinstance(message.options, dict)
-        and isinstance(message.options.get("eta", 0), int)
+        and all(isinstance(message.options.get(key, 0), int) for key in ("eta", "attempt", "first_failed_at"))
         and not message.args
     )
     return message if fits else None

@@ -7,6 +7,7 @@ import signal
 import threading
 from types import FrameType
 
+import pika
 from dramatiq import Worker
 from prometheus_client import start_http_server
 
@@ -24,7 +25,7 @@ from workers.fleet import (
 from workers.metrics import Outcomes
 from workers.settings import Settings, redact_url
 from workers.store.db import make_engine, migrate
-from workers.topology import apply, connection_parameters
+from workers.topology import Topology, apply, connection_parameters
 
 logger = logging.getLogger("flowfleet.worker")
 
@@ -42,7 +43,8 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
     broker_url = settings.broker_url.get_secret_value()
     engine = make_engine(settings.database_url.get_secret_value())
     migrate(engine)
-    declare_topology(settings, chosen)
+    plan = topology(settings, chosen)
+    declare_topology(settings, plan)
     outcomes = Outcomes()
     broker = FleetBroker(broker_url, middleware=middleware(settings, outcomes))
     fleet = Fleet(
@@ -58,7 +60,14 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
     worker.queue_prefetch = settings.prefetch
     worker.delay_prefetch = max(settings.prefetch, 1000)
     archive_drain = (
-        ArchiveDrain(connection_parameters(broker_url), fleet.dead_letter_queues(), engine) if drain else None
+        ArchiveDrain(
+            connection_parameters(broker_url),
+            fleet.dead_letter_queues(),
+            engine,
+            plan.delivery_limits(),
+        )
+        if drain
+        else None
     )
 
     stopping = threading.Event()
@@ -92,12 +101,10 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
     return 0
 
 
-def declare_topology(settings: Settings, flows: tuple[object, ...]) -> None:
+def declare_topology(settings: Settings, plan: Topology) -> None:
     """Declare exchange, queues and bindings before consuming: a missing queue must never swallow messages."""
-    import pika  # noqa: PLC0415  # local: the module-level import list stays about the run loop
-
     connection = pika.BlockingConnection(connection_parameters(settings.broker_url.get_secret_value()))
     try:
-        apply(connection.channel(), topology(settings, flows))  # type: ignore[arg-type]
+        apply(connection.channel(), plan)
     finally:
         connection.close()

@@ -45,6 +45,10 @@ class Topology:
             specs.append(QueueSpec(dead_letter_queue, {"x-queue-type": "quorum"}, "dead-letter"))
         return specs
 
+    def delivery_limits(self) -> dict[str, int]:
+        """Each work queue's x-delivery-limit."""
+        return {s.name: s.arguments["x-delivery-limit"] for s in self.queues() if "x-delivery-limit" in s.arguments}
+
     def bindings(self) -> list[tuple[str, str]]:
         return [(queue, key) for queue, keys in self.routes.items() for key in keys]
 

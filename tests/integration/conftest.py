@@ -29,8 +29,10 @@ from psycopg.rows import dict_row
 
 from workers.demo import order_v2
 
-RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
-POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
+RABBIT_HOST = os.environ.get("FLOWFLEET_TEST_RABBIT_HOST", "127.0.0.1")
+RABBIT_PORT = int(os.environ.get("FLOWFLEET_TEST_RABBIT_PORT", "5672"))
+POSTGRES_HOST = os.environ.get("FLOWFLEET_TEST_PG_HOST", "127.0.0.1")
+POSTGRES_PORT = int(os.environ.get("FLOWFLEET_TEST_PG_PORT", "5432"))
 POSTGRES_USER = os.environ.get("FLOWFLEET_TEST_PG_USER", "postgres")
 ADMIN_DSN = f"postgresql://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/test"
 EXCHANGE = "commerce.events"
@@ -61,9 +63,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:
-    return any(
-        getattr(getattr(request.node, f"report_{when}", None), "failed", False) for when in ("setup", "call")
-    )
+    return any(getattr(getattr(request.node, f"report_{when}", None), "failed", False) for when in ("setup", "call"))
 
 
 # -- services ------------------------------------------------------------------------------------
@@ -138,22 +138,22 @@ def rabbit(vhost: str) -> Rabbit:
 
 
 @pytest.fixture
-def publish(vhost: str) -> Iterator[Callable[..., None]]:
+def publish(vhost: str) -> Callable[..., None]:
     """Publish like an upstream team: plain pika, persistent, JSON, confirmed and mandatory."""
-    connection = pika.BlockingConnection(pika.URLParameters(vhost))
-    channel = connection.channel()
-    channel.confirm_delivery()
 
     def send(body: bytes | dict[str, Any], routing_key: str = "order.created", *, exchange: str = EXCHANGE) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
-        properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json"
-        )
-        channel.basic_publish(exchange, routing_key, raw, properties, mandatory=True)
+        properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json")
+        connection = pika.BlockingConnection(pika.URLParameters(vhost))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(exchange, routing_key, raw, properties, mandatory=True)
+        finally:
+            if connection.is_open:
+                connection.close()
 
-    yield send
-    if connection.is_open:
-        connection.close()
+    return send
 
 
 def make_envelope(
@@ -367,7 +367,7 @@ def _handler_for(erp: FakeErp) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the worker died while we held its request: that is the point of some tests
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:  # the stdlib's name
             """Quiet: the fake's records are the log."""
 
     return Handler

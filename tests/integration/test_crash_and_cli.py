@@ -39,10 +39,12 @@ def test_a_worker_killed_mid_request_leaves_the_order_applied_exactly_once(
     assert database.dead_letters() == []
 
 
-def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delivery_limit(
-    worker, publish, envelope, database, fake_erp, wait_for, service_env
-):
-    delivery_limit = int(service_env["FLOWFLEET_DELIVERY_LIMIT"])
+def _kill_its_worker_until_archived(worker, publish, envelope, database, fake_erp, wait_for, bound: int):
+    """Publish an order whose every delivery ends in kill -9 (the ERP holds it; we kill), restarting
+    the worker each time, until the broker's delivery limit sends it to the archive.
+
+    Returns (the killer envelope, its archive row, how many workers it killed).
+    """
     current = worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     seen = threading.Event()
@@ -61,10 +63,21 @@ def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delive
             seen.clear()
             current.kill()
             kills += 1
-            assert kills <= delivery_limit + 2, f"still redelivered after {kills} deaths"
+            assert kills <= bound, f"still redelivered after {kills} deaths"
             current = worker()
-
     [row] = archived()
+    return killer, row, kills
+
+
+def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delivery_limit(
+    worker, publish, envelope, database, fake_erp, wait_for, service_env
+):
+    delivery_limit = int(service_env["FLOWFLEET_DELIVERY_LIMIT"])
+
+    killer, row, kills = _kill_its_worker_until_archived(
+        worker, publish, envelope, database, fake_erp, wait_for, bound=delivery_limit + 2
+    )
+
     assert row["stage"] == "handler"
     assert (row["message_id"], row["dedup_key"]) == (killer["message_id"], "ORD-KILLER")
     assert "delivery limit" in row["error_message"]
@@ -75,6 +88,18 @@ def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delive
     publish(envelope(order_v2("ORD-7301", [("MUG-BLUE", 1)])))
     wait_for(lambda: database.orders("ORD-7301"), what="a good order published after the killer")
     assert fake_erp.exports() == ["order-export:ORD-7301"]
+
+
+def test_a_delivery_limit_dead_letter_records_every_delivery_that_killed_a_worker(
+    worker, publish, envelope, database, fake_erp, wait_for, service_env
+):
+    delivery_limit = int(service_env["FLOWFLEET_DELIVERY_LIMIT"])
+
+    _killer, row, kills = _kill_its_worker_until_archived(
+        worker, publish, envelope, database, fake_erp, wait_for, bound=delivery_limit + 2
+    )
+
+    assert row["attempts"] == kills
 
 
 def _write_envelopes(path, envelope, count: int, prefix: str) -> None:
@@ -119,9 +144,7 @@ def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with
 
     with rabbit.channel() as channel:
         channel.queue_delete("orders.XQ")
-        channel.queue_declare(
-            "orders.XQ", durable=True, arguments={"x-queue-type": "quorum", "x-message-ttl": 60_000}
-        )
+        channel.queue_declare("orders.XQ", durable=True, arguments={"x-queue-type": "quorum", "x-message-ttl": 60_000})
     drift = flowfleet("topology", "check")
     as_json = flowfleet("topology", "check", "--json")
 
@@ -132,6 +155,14 @@ def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with
     report = json.loads(as_json.stdout)
     assert report["ok"] is False
     assert any("orders.XQ" in line and "TTL" in line for line in report["drift"])
+
+
+def test_the_worker_refuses_to_start_without_an_erp_url_and_names_the_variable(flowfleet):
+    result = flowfleet("worker", FLOWFLEET_ERP_URL="")
+
+    assert result.returncode != 0
+    assert "FLOWFLEET_ERP_URL" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_dlq_list_and_show_explain_each_rejection_and_mask_the_customer_email(

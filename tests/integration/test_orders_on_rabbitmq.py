@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
+
+import pika
 import pytest
 
 from workers.demo import order_v1, order_v2
@@ -184,3 +188,70 @@ def test_the_queue_keeps_flowing_behind_a_poison_message(worker, publish, envelo
     assert sorted(fake_erp.exports()) == [f"order-export:{order_id}" for order_id in good]
     rows = wait_for(lambda: len(database.dead_letters()) == 2 and database.dead_letters(), what="2 dead letters")
     assert sorted(row["stage"] for row in rows) == ["decode", "handler"]
+
+
+def test_two_workers_never_reserve_more_stock_than_is_on_hand(worker, publish, envelope, database, wait_for):
+    worker()
+    worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 3)
+    database.seed_stock("MUG-BLUE", "HAM-2", 2)
+
+    for n in range(12):
+        publish(envelope(order_v2(f"ORD-74{n:02d}", [("MUG-BLUE", 1)])))
+
+    wait_for(lambda: len(database.orders()) == 12, timeout=30, what="12 orders from two workers")
+    statuses = [order["status"] for order in database.orders()]
+    assert (statuses.count("reserved"), statuses.count("backordered")) == (5, 7)
+    assert database.stock("MUG-BLUE", "BER-1")["reserved"] == 3
+    assert database.stock("MUG-BLUE", "HAM-2")["reserved"] == 2
+
+
+def test_an_event_older_than_the_age_limit_is_archived_as_expired_and_not_applied(
+    worker, publish, envelope, database, fake_erp, wait_for
+):
+    worker()
+    stale = envelope(order_v2("ORD-7500", [("MUG-BLUE", 1)]), occurred_at=datetime.now(UTC) - timedelta(days=9))
+
+    publish(stale)
+
+    [row] = wait_for(database.dead_letters, what="the stale order in the archive")
+    assert (row["stage"], row["attempts"], row["message_id"]) == ("expired", 1, stale["message_id"])
+    assert fake_erp.requests == []
+    assert database.orders() == []
+
+
+def test_a_publisher_forging_the_internal_retry_format_cannot_make_a_message_vanish(
+    worker, vhost, publish, database, wait_for
+):
+    worker(FLOWFLEET_WORKER_THREADS="1")  # one thread: messages finish in the order they were published
+    forged = {
+        "queue_name": "orders",
+        "actor_name": "orders",
+        "args": [],
+        "kwargs": {"body": "forged-retry-body"},
+        "options": {"attempt": "many"},
+        "message_id": "forged-1",
+        "message_timestamp": 0,
+    }
+    connection = pika.BlockingConnection(pika.URLParameters(vhost))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(
+            "commerce.events",
+            "order.created",
+            json.dumps(forged).encode(),
+            pika.BasicProperties(delivery_mode=2, headers={"x-flowfleet-format": "dramatiq"}),
+            mandatory=True,
+        )
+    finally:
+        connection.close()
+    publish(b"sentinel: not json")  # handled after the forged message
+
+    wait_for(
+        lambda: any(b"sentinel" in bytes(row["body"]) for row in database.dead_letters()),
+        what="the sentinel in the archive",
+    )
+    assert any(b"forged-retry-body" in bytes(row["body"]) for row in database.dead_letters()), (
+        "the forged message was acked without being applied or archived"
+    )

@@ -209,6 +209,13 @@ def test_a_broker_dead_letter_after_the_delivery_limit_is_a_handler_failure() ->
     assert (record["message_id"], record["dedup_key"]) == ("msg-9", "ORD-9")
 
 
+def test_a_delivery_limit_dead_letter_counts_every_delivery_the_queue_allowed() -> None:
+    """RabbitMQ resets the delivery count on dead-lettering; the queue's limit says how many there were."""
+    record = archive_record("orders", "orders.XQ", broker_death(), envelope_body(), {"orders": 3})
+
+    assert record["attempts"] == 4
+
+
 def test_a_broker_dead_letter_has_a_stable_key_so_draining_it_twice_archives_it_once() -> None:
     first = archive_record("orders", "orders.XQ", broker_death(), envelope_body())
     again = archive_record("orders", "orders.XQ", broker_death(), envelope_body())
