@@ -126,7 +126,7 @@ def morning() -> list[tuple[str, bytes, str]]:
         (
             "order.created",
             envelope("order.created", 2, order_v2("ORD-2007", [("TEE-RED-M", 45), ("MUG-BLUE", 1)])),
-            "split stock",
+            "45 shirts, more than any one warehouse holds",
         ),
         ("order.created", b'{"message_id": "m-broken", "contract": "order.created", "vers', "truncated JSON"),
         ("order.created", envelope("order.created", 2, bad_quantity), "negative quantity"),
