@@ -26,7 +26,7 @@ from workers.metrics import Outcomes
 from workers.settings import Settings
 from workers.store.archive import DeadLetterFilter, list_dead_letters
 from workers.store.db import make_engine, migrate
-from workers.store.orders import SqlStockLedger
+from workers.store.stock import SqlStockLedger
 from workers.store.tables import orders
 
 STOCK = {

@@ -12,7 +12,8 @@ from contracts.registry import ParsedEvent
 from handlers.downstream import Downstream
 from handlers.orders import place_order
 from workers.flow import Flow
-from workers.store.orders import SqlOrderBook, SqlStockLedger
+from workers.store.orders import SqlOrderBook
+from workers.store.stock import SqlStockLedger
 
 
 def apply(parsed: ParsedEvent, connection: Connection, downstream: Mapping[str, Downstream]) -> object:
