@@ -78,50 +78,42 @@ def apply(channel: BlockingChannel, topology: Topology) -> list[str]:
 
 
 def check(open_channel: Callable[[], BlockingChannel], topology: Topology) -> list[str]:
-    """Compare the broker with the topology without changing it; return each drift in plain words."""
+    """Compare the broker with the topology without creating anything; return each drift in plain words.
+
+    Each object is first declared passively (the broker answers 404 if it is missing), then declared
+    with the expected settings, which changes nothing when they match and is refused when they differ.
+    """
+    probes = [_exchange_probe(topology.exchange), *(_queue_probe(spec) for spec in topology.queues())]
     drift: list[str] = []
-    channel = open_channel()
-    try:
-        channel.exchange_declare(topology.exchange, passive=True)
-        channel = _probe(channel, open_channel, drift, topology.exchange, _declare_exchange(topology.exchange))
-    except pika.exceptions.ChannelClosedByBroker as error:
-        drift.append(explain(error, f"exchange {topology.exchange}"))
+    for what, exists, matches in probes:
         channel = open_channel()
-    for spec in topology.queues():
         try:
-            channel.queue_declare(spec.name, passive=True)
+            exists(channel)
+            matches(channel)
         except pika.exceptions.ChannelClosedByBroker as error:
-            drift.append(explain(error, f"{spec.role} queue {spec.name}"))
-            channel = open_channel()
+            drift.append(explain(error, what))
             continue
-        channel = _probe(channel, open_channel, drift, f"{spec.role} queue {spec.name}", _declare_queue(spec))
-    if channel.is_open:
         channel.close()
     return drift
 
 
-def _declare_exchange(name: str) -> Callable[[BlockingChannel], None]:
-    return lambda channel: channel.exchange_declare(name, exchange_type="topic", durable=True)
+Probe = tuple[str, Callable[[BlockingChannel], object], Callable[[BlockingChannel], object]]
 
 
-def _declare_queue(spec: QueueSpec) -> Callable[[BlockingChannel], None]:
-    return lambda channel: channel.queue_declare(spec.name, durable=True, arguments=spec.arguments)
+def _exchange_probe(name: str) -> Probe:
+    return (
+        f"exchange {name}",
+        lambda channel: channel.exchange_declare(name, passive=True),
+        lambda channel: channel.exchange_declare(name, exchange_type="topic", durable=True),
+    )
 
 
-def _probe(
-    channel: BlockingChannel,
-    open_channel: Callable[[], BlockingChannel],
-    drift: list[str],
-    what: str,
-    declare: Callable[[BlockingChannel], None],
-) -> BlockingChannel:
-    """Re-declare an existing object with the expected arguments: the broker refuses if they differ."""
-    try:
-        declare(channel)
-    except pika.exceptions.ChannelClosedByBroker as error:
-        drift.append(explain(error, what))
-        return open_channel()
-    return channel
+def _queue_probe(spec: QueueSpec) -> Probe:
+    return (
+        f"{spec.role} queue {spec.name}",
+        lambda channel: channel.queue_declare(spec.name, passive=True),
+        lambda channel: channel.queue_declare(spec.name, durable=True, arguments=spec.arguments),
+    )
 
 
 def explain(error: pika.exceptions.ChannelClosedByBroker, what: str) -> str:
