@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pika
 import pika.exceptions
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from contracts.errors import RejectedMessage
 from contracts.schema import contract_schema
 from workers import topology as topo
 from workers.fleet import ConfigurationError, topology
+from workers.management import ManagementApi
 from workers.masking import mask
 from workers.publisher import ConfirmedPublisher, Outgoing
 from workers.settings import Settings, redact_url
@@ -101,15 +103,30 @@ def topology_export(_args: argparse.Namespace) -> int:
 
 def topology_check(args: argparse.Namespace) -> int:
     settings = Settings()
+    plan = topology(settings)
     connection, open_channel = _channel_opener(settings)
     try:
-        drift = topo.check(open_channel, topology(settings))
+        drift = topo.check(open_channel, plan)
     finally:
         connection.close()
+    notes: list[str] = []
+    if settings.management_url is None:
+        notes.append("bindings not checked: set FLOWFLEET_MANAGEMENT_URL to the RabbitMQ management API")
+    else:
+        api = ManagementApi(settings.management_url.get_secret_value())
+        vhost = pika.URLParameters(settings.broker_url.get_secret_value()).virtual_host
+        try:
+            drift += topo.missing_bindings(plan, lambda queue: api.queue_bindings(vhost, queue))
+        except httpx.HTTPError as error:
+            notes.append(f"bindings not checked: the management API did not answer ({type(error).__name__})")
+        finally:
+            api.close()
     if args.json:
-        _print_json({"ok": not drift, "drift": drift})
+        _print_json({"ok": not drift, "drift": drift, "notes": notes})
     else:
         print("topology matches" if not drift else "\n".join(f"DRIFT: {line}" for line in drift))
+        for note in notes:
+            print(f"note: {note}")
     return 0 if not drift else 1
 
 

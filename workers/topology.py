@@ -97,6 +97,20 @@ def check(open_channel: Callable[[], BlockingChannel], topology: Topology) -> li
     return drift
 
 
+def missing_bindings(topology: Topology, bindings_of: Callable[[str], set[tuple[str, str]]]) -> list[str]:
+    """Each binding the topology needs that the broker does not have, in plain words."""
+    drift: list[str] = []
+    for queue in topology.routes:
+        existing = bindings_of(queue)
+        for _queue, key in (b for b in topology.bindings() if b[0] == queue):
+            if (topology.exchange, key) not in existing:
+                drift.append(
+                    f"queue {queue} is not bound to {topology.exchange} with routing key {key!r}: "
+                    f"events of that contract are unroutable. Run `flowfleet topology apply`"
+                )
+    return drift
+
+
 Probe = tuple[str, Callable[[BlockingChannel], object], Callable[[BlockingChannel], object]]
 
 

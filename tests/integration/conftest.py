@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,20 @@ class Rabbit:
         with self.channel() as channel:
             ok = channel.queue_declare(queue, passive=True)
         return ok.method.message_count, ok.method.consumer_count
+
+
+MANAGEMENT_URL = os.environ.get("FLOWFLEET_TEST_MANAGEMENT_URL", f"http://guest:guest@{RABBIT_HOST}:15672")
+
+
+@pytest.fixture
+def management_url(services: None) -> str:
+    """The RabbitMQ management API (the plugin .ci/run enables); skip, or fail on CI, without it."""
+    try:
+        with urllib.request.urlopen(f"http://{RABBIT_HOST}:15672/", timeout=5):
+            pass
+    except OSError as error:
+        _unavailable(f"the RabbitMQ management API is not answering ({error})")
+    return MANAGEMENT_URL
 
 
 @pytest.fixture

@@ -157,6 +157,20 @@ def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with
     assert any("orders.XQ" in line and "TTL" in line for line in report["drift"])
 
 
+def test_topology_check_reports_a_missing_binding_through_the_management_api(flowfleet, rabbit, management_url):
+    assert flowfleet("topology", "apply").returncode == 0
+    with rabbit.channel() as channel:
+        channel.queue_unbind("orders", "commerce.events", "order.created")
+
+    drift = flowfleet("topology", "check", FLOWFLEET_MANAGEMENT_URL=management_url)
+    blind = flowfleet("topology", "check")
+
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    assert "not bound to commerce.events with routing key 'order.created'" in drift.stdout
+    assert blind.returncode == 0
+    assert "bindings not checked" in blind.stdout
+
+
 def test_the_worker_refuses_to_start_without_an_erp_url_and_names_the_variable(flowfleet):
     result = flowfleet("worker", FLOWFLEET_ERP_URL="")
 
