@@ -82,7 +82,7 @@ def archive_record(
             record = _from_worker(headers, body)
         else:
             record = _from_broker(headers, body, delivery_limits or {})
-    except (TypeError, ValueError, AttributeError) as error:
+    except Exception as error:  # anything else would leave the dead letter looping in its queue
         record = _unreadable(headers, body, error)
     raw_body: bytes = record.pop("raw_body")
     event = _event_fields(raw_body) | {k: v for k, v in record.pop("event").items() if v is not None}

@@ -64,6 +64,10 @@ class ArchiveDrain(threading.Thread):
             except (pika.exceptions.AMQPError, OSError):
                 logger.warning("dead-letter drain lost its broker connection; reconnecting", exc_info=True)
                 self._stopping.wait(DB_RETRY_SECONDS)
+            except Exception:
+                # The drain must outlive any surprise: dead letters wait in their queue meanwhile.
+                logger.exception("dead-letter drain failed; starting over")
+                self._stopping.wait(DB_RETRY_SECONDS)
 
     def _consume(self) -> None:
         connection = pika.BlockingConnection(self.parameters)

@@ -17,7 +17,7 @@ from workers.failures import EventExpired
 from workers.flow import Flow
 from workers.ingress import decode_body
 from workers.metrics import Outcomes
-from workers.store.dedup import claim
+from workers.store.dedup import claim, was_applied
 
 
 class FlowPipeline:
@@ -59,6 +59,9 @@ class FlowPipeline:
         event.update(dedup_key=parsed.dedup_key, business_keys=parsed.business_keys)
         age = datetime.now(UTC) - envelope.occurred_at
         if age > self.max_event_age:
+            if self._already_applied(envelope.contract, parsed.dedup_key):
+                self.outcomes.record(message.options, "duplicate")
+                return
             raise EventExpired(
                 f"event occurred {age.total_seconds() / 3600:.1f} h ago; the {self.flow.name} flow applies "
                 f"events up to {self.max_event_age.total_seconds() / 3600:.1f} h old"
@@ -78,3 +81,8 @@ class FlowPipeline:
         self.outcomes.record(message.options, "processed" if first else "duplicate")
         if first:
             self.outcomes.applied(self.flow.name, started, envelope.occurred_at)
+
+    def _already_applied(self, contract: str, dedup_key: str) -> bool:
+        """A late copy of an event that was applied in time is a duplicate, not a dead letter."""
+        with self.engine.connect() as connection:
+            return was_applied(connection, contract=contract, dedup_key=dedup_key)

@@ -251,6 +251,17 @@ def test_an_event_older_than_the_flows_max_age_is_dead_lettered_as_expired_and_n
     assert list(erp.applied) == ["order-export:ORD-112"]
 
 
+def test_a_late_copy_of_an_event_applied_in_time_is_a_duplicate_not_a_dead_letter(
+    fleet: FleetRun, erp: FakeDownstream
+) -> None:
+    fleet.run(envelope(order_v2("ORD-113"), age=timedelta(minutes=50)))
+    fleet.run(envelope(order_v2("ORD-113"), age=timedelta(hours=3)))
+
+    assert fleet.dead_letters() == []
+    assert (fleet.tally("processed"), fleet.tally("duplicate")) == (1, 1)
+    assert list(erp.applied) == ["order-export:ORD-113"]
+
+
 def test_a_failing_message_does_not_hold_up_the_messages_behind_it(fleet: FleetRun, erp: FakeDownstream) -> None:
     erp.responder = lambda _path, payload, _key, _attempt: 503 if payload["order_id"] == "ORD-STUCK" else 200
     good = [f"ORD-12{n}" for n in range(5)]
