@@ -27,6 +27,9 @@ from workers.settings import Settings, redact_url
 from workers.store.archive import DeadLetterFilter, get_dead_letter, list_dead_letters
 from workers.store.db import make_engine, migrate
 
+#: Lines of a publish report printed to the terminal; --json has them all.
+MAX_LISTED_FAILURES = 50
+
 
 class CommandError(Exception):
     """A command could not do its job; the message says why, in plain words."""
@@ -164,17 +167,19 @@ def publish(args: argparse.Namespace) -> int:
     publisher = ConfirmedPublisher(
         topo.connection_parameters(settings.broker_url.get_secret_value()), settings.exchange
     )
-    try:
-        report = publisher.publish(outgoing)
-    except ConnectionError as error:
-        raise CommandError(str(error)) from None
+    report = publisher.publish(outgoing)
     failed = {line_numbers[index]: reason for index, reason in sorted(report.failed.items())}
     if args.json:
         _print_json({"confirmed": report.confirmed, "failed": [{"line": n, "reason": r} for n, r in failed.items()]})
     else:
         print(f"{report.confirmed} of {len(outgoing)} envelope(s) confirmed by the broker")
-        for number, reason in failed.items():
+        for number, reason in list(failed.items())[:MAX_LISTED_FAILURES]:
             print(f"line {number}: NOT published: {reason}", file=sys.stderr)
+        if len(failed) > MAX_LISTED_FAILURES:
+            print(
+                f"... and {len(failed) - MAX_LISTED_FAILURES} more lines not published (--json lists all)",
+                file=sys.stderr,
+            )
     return 0 if report.ok else 1
 
 

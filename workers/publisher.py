@@ -56,7 +56,7 @@ class ConfirmedPublisher:
         run.connection = connection
         connection.ioloop.start()
         if run.error is not None:
-            raise ConnectionError(run.error)
+            run.account_for_the_rest(run.error)
         return run.report
 
 
@@ -140,6 +140,14 @@ class _Run:
             else:
                 self.report.confirmed += 1
         self.fill()
+
+    def account_for_the_rest(self, error: str) -> None:
+        """After a lost connection, every message not confirmed is reported as such, never dropped."""
+        for index in self.pending.values():
+            self.report.failed[index] = f"unconfirmed (the broker may or may not have it): {error}"
+        self.pending.clear()
+        for index, _outgoing in self.messages:
+            self.report.failed[index] = f"not sent: {error}"
 
     def _stop(self) -> None:
         if self.connection is not None:

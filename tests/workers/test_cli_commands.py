@@ -213,6 +213,21 @@ def test_publish_checks_every_line_before_it_connects_to_the_broker(
 # -- dlq --------------------------------------------------------------------------------------------
 
 
+def test_publish_to_an_unreachable_broker_reports_every_line_not_sent_without_the_password(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWFLEET_BROKER_URL", "amqp://guest:hunter2@127.0.0.1:1/%2F")
+    events = write_lines(tmp_path / "events.jsonl", envelope(order_v2("ORD-404")), envelope(order_v2("ORD-405")))
+
+    ran = cli("publish", str(events))
+
+    assert ran.code == 1
+    assert "0 of 2 envelope(s) confirmed" in ran.out
+    assert "line 1: NOT published: not sent" in ran.err
+    assert "line 2: NOT published: not sent" in ran.err
+    assert "hunter2" not in ran.out + ran.err
+
+
 def test_dlq_list_as_json_lists_the_archived_dead_letters_with_stage_and_final_error(
     cli: Cli, archived: dict[str, dict[str, Any]]
 ) -> None:
