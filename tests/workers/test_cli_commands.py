@@ -210,9 +210,6 @@ def test_publish_checks_every_line_before_it_connects_to_the_broker(
     assert time.monotonic() - started < 2
 
 
-# -- dlq --------------------------------------------------------------------------------------------
-
-
 def test_publish_to_an_unreachable_broker_reports_every_line_not_sent_without_the_password(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -226,6 +223,9 @@ def test_publish_to_an_unreachable_broker_reports_every_line_not_sent_without_th
     assert "line 1: NOT published: not sent" in ran.err
     assert "line 2: NOT published: not sent" in ran.err
     assert "hunter2" not in ran.out + ran.err
+
+
+# -- dlq --------------------------------------------------------------------------------------------
 
 
 def test_dlq_list_as_json_lists_the_archived_dead_letters_with_stage_and_final_error(
