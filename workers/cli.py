@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from workers import commands
+from workers.failures import STAGES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     dlq_sub = dlq.add_subparsers(dest="action", required=True)
     dlq_list = dlq_sub.add_parser("list")
     dlq_list.add_argument("--flow")
-    dlq_list.add_argument("--stage", choices=["decode", "contract", "handler", "expired"])
+    dlq_list.add_argument("--stage", choices=STAGES)
     dlq_list.add_argument("--status", default="open", help="open|replayed|discarded|resolved|any")
     dlq_list.add_argument("--contract")
     dlq_list.add_argument("--message-id")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ import httpx
 import pika
 import pika.exceptions
 from pydantic import ValidationError
+from sqlalchemy import Connection
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from contracts.catalogue import REGISTRY
 from contracts.envelope import decode_envelope
@@ -214,10 +217,19 @@ def contracts_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine() -> Any:
+@contextmanager
+def _archive() -> Iterator[Connection]:
+    """A read-only look at the archive: reading never migrates the schema (`db upgrade` does)."""
     engine = make_engine(Settings().database_url.get_secret_value())
-    migrate(engine)
-    return engine
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except (OperationalError, ProgrammingError) as error:
+        if "dead_letters" in str(error):
+            raise CommandError("the database has no archive yet: run `flowfleet db upgrade`") from None
+        raise
+    finally:
+        engine.dispose()
 
 
 def dlq_list(args: argparse.Namespace) -> int:
@@ -228,7 +240,7 @@ def dlq_list(args: argparse.Namespace) -> int:
         contract=args.contract,
         message_id=args.message_id,
     )
-    with _engine().connect() as connection:
+    with _archive() as connection:
         rows, total = list_dead_letters(connection, where, limit=args.limit, offset=args.offset)
     rows = [mask(row) for row in rows]
     if args.json:
@@ -245,7 +257,7 @@ def dlq_list(args: argparse.Namespace) -> int:
 
 
 def dlq_show(args: argparse.Namespace) -> int:
-    with _engine().connect() as connection:
+    with _archive() as connection:
         record = get_dead_letter(connection, args.id)
     if record is None:
         raise CommandError(f"no dead letter #{args.id}")
@@ -288,7 +300,9 @@ def dlq_show(args: argparse.Namespace) -> int:
 
 
 def db_upgrade(_args: argparse.Namespace) -> int:
-    _engine().dispose()
+    engine = make_engine(Settings().database_url.get_secret_value())
+    migrate(engine)
+    engine.dispose()
     print("schema is at the latest revision")
     return 0
 

@@ -29,10 +29,9 @@ MessageFactory = Callable[[str, dict[str, Any] | None, bytes], Message[Any]]
 class DeliveredMessage(MessageProxy):
     """A message with the AMQP delivery it came from: the delivery tag is only valid on `source`."""
 
-    def __init__(self, message: Message[Any], tag: int, redelivered: bool, source: object = None) -> None:
+    def __init__(self, message: Message[Any], tag: int, source: object = None) -> None:
         super().__init__(message)
         self.tag = tag
-        self.redelivered = redelivered
         self.source = source
 
     def __str__(self) -> str:
@@ -71,7 +70,7 @@ class FleetConsumer(Consumer):
         if method is None:
             return None
         message = self.to_message(self.queue_name, properties.headers, body)
-        return DeliveredMessage(message, method.delivery_tag, method.redelivered, source=self.channel)
+        return DeliveredMessage(message, method.delivery_tag, source=self.channel)
 
     def ack(self, message: MessageProxy) -> None:
         assert isinstance(message, DeliveredMessage)

@@ -101,10 +101,8 @@ class FailurePolicy(Middleware):
             "first_failed_at": attempt.first_failed_ms,
             "last_error": f"{failure.error_type}: {failure.message}"[:500],
         }
-        retry = message.copy(options=options)
-        retry.options.pop("flowfleet_requeue", None)
         try:
-            broker.enqueue(retry, delay=delay)
+            broker.enqueue(message.copy(options=options), delay=delay)
         except Exception:
             logger.exception("could not enqueue a retry; leaving the message for redelivery")
             hold_for_redelivery(message)

@@ -98,7 +98,7 @@ class MemoryBroker(BrokerBase):
 
 class _MemoryDelivery(DeliveredMessage):
     def __init__(self, message: Message[Any], delivery: Delivery) -> None:
-        super().__init__(message, tag=0, redelivered=False)
+        super().__init__(message, tag=0)
         self.delivery = delivery
 
 

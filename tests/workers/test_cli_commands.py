@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -315,6 +316,22 @@ def test_dlq_show_of_an_unknown_id_exits_non_zero(cli: Cli, engine: Engine) -> N
 
     assert ran.code != 0
     assert "no dead letter #999" in ran.err
+
+
+def test_reading_an_unmigrated_database_says_to_upgrade_and_changes_nothing(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.db"
+    monkeypatch.setenv("FLOWFLEET_DATABASE_URL", f"sqlite:///{empty}")
+
+    ran = cli("dlq", "list")
+
+    assert ran.code == 2
+    assert "run `flowfleet db upgrade`" in ran.err
+    with sqlite3.connect(empty) as raw:
+        assert raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
+    assert cli("db", "upgrade").code == 0
+    assert cli("dlq", "list").code == 0
 
 
 def _archive_directly(engine: Engine, body: bytes) -> int:
