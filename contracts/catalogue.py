@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from contracts import orders
+from contracts import catalog, fulfillment, inventory, orders, payments, returns
 from contracts.registry import ContractRegistry
 
-REGISTRY = ContractRegistry([*orders.CONTRACTS])
+REGISTRY = ContractRegistry(
+    [
+        *orders.CONTRACTS,
+        *inventory.CONTRACTS,
+        *payments.CONTRACTS,
+        *fulfillment.CONTRACTS,
+        *returns.CONTRACTS,
+        *catalog.CONTRACTS,
+    ]
+)

@@ -1,19 +1,17 @@
-"""The orders flow's contracts: `order.created` v1 (legacy storefront) and v2, and the upcaster."""
+"""The orders flow's contracts: `order.created` v1 (legacy storefront) and v2 with its upcaster, `order.cancelled`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from contracts.base import ContractModel as _Model
+from contracts.base import unique
 from contracts.registry import Contract
 from contracts.types import CountryCode, Currency, Email, Id, MinorUnits, Quantity, Sku, Text
 
 FLOW = "orders"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OrderItemV1(_Model):
@@ -69,9 +67,7 @@ class OrderCreatedV2(_Model):
 
     @model_validator(mode="after")
     def _line_ids_are_unique(self) -> OrderCreatedV2:
-        ids = [line.line_id for line in self.lines]
-        if len(ids) != len(set(ids)):
-            raise ValueError("line_id values must be unique within an order")
+        unique([line.line_id for line in self.lines], "line_id")
         return self
 
 
@@ -129,4 +125,29 @@ ORDER_CREATED = Contract(
     examples={1: _EXAMPLE_V1, 2: _EXAMPLE_V2},
 )
 
-CONTRACTS = (ORDER_CREATED,)
+
+class OrderCancelledV1(_Model):
+    """The customer or customer service cancelled an order.
+
+    Rules: reservations are released and the ERP is told. An order with a shipped line cannot be
+    cancelled (that is a return); an unknown order is retried for a while, because the cancel may
+    have overtaken its `order.created`.
+    """
+
+    order_id: Id
+    reason: Annotated[str, Field(strict=True, pattern=r"^(customer_request|payment_failed|fraud|out_of_stock|other)$")]
+    note: Text | None = None
+
+
+ORDER_CANCELLED = Contract(
+    name="order.cancelled",
+    flow=FLOW,
+    versions={1: OrderCancelledV1},
+    upcasters={},
+    dedup_key=lambda event: event.order_id,
+    business_keys=_order_keys,
+    summary="An order was cancelled before it shipped. Dedup key: order_id.",
+    examples={1: {"order_id": "ORD-1001", "reason": "customer_request"}},
+)
+
+CONTRACTS = (ORDER_CREATED, ORDER_CANCELLED)

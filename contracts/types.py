@@ -16,3 +16,9 @@ Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")]
 #: Money is an integer count of the currency's minor unit (cents, pence, yen): never a float.
 MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**12)]
 Quantity = Annotated[int, Field(strict=True, gt=0, le=100_000)]
+#: A warehouse, store or returns centre, as the warehouse system names it.
+Location = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64)]
+#: A source system's per-key sequence number: a higher number is newer state.
+SequenceNumber = Annotated[int, Field(strict=True, ge=1, le=2**62)]
+#: Money that must be positive (a capture, a refund, an authorization).
+PositiveMinorUnits = Annotated[int, Field(strict=True, gt=0, le=10**12)]

@@ -1,99 +1,110 @@
-"""Placing an order: store it, reserve stock per line or backorder it, export it to the ERP.
+"""Placing and cancelling orders: reserve stock per line or backorder it, release it, tell the ERP.
 
 Rules:
-- A line is reserved at one location that has the whole quantity available (available = on hand
-  - reserved - quarantined); the first such location in location order wins. A line no location
-  can cover is backordered in full; it is allocated later, when stock arrives.
-- The order's status is `reserved` (every line reserved), `backordered` (none) or
-  `partially_backordered`.
+- A line is reserved at one location that has the whole quantity available; the first such
+  location in location order wins, so the lines of one order may be reserved at different
+  locations (a split order). A line no location can cover is backordered in full; the inventory
+  flow allocates it when stock arrives.
 - Every order is exported to the ERP, backordered lines included, with an idempotency key derived
   from the order id, so retries and redeliveries never create a second ERP order.
+- A cancel releases every unshipped reservation and is sent to the ERP. An order with a shipped
+  line cannot be cancelled (that is a return): a business rejection. A cancel for an order not
+  seen yet is retried for a while, since it may have overtaken its `order.created`.
+- Reservations and releases change what the channels may sell: the new available-to-promise is pushed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
-
-from contracts.orders import OrderCreatedV2
+from contracts.orders import OrderCancelledV1, OrderCreatedV2
+from handlers.availability import announce_availability
 from handlers.downstream import Downstream
-
-LineStatus = Literal["reserved", "backordered"]
-OrderStatus = Literal["reserved", "partially_backordered", "backordered"]
-
-
-@dataclass(frozen=True)
-class LineAllocation:
-    line_id: str
-    sku: str
-    quantity: int
-    status: LineStatus
-    location: str | None
+from handlers.errors import PermanentError, TransientError
+from handlers.order_book import Line, Order, OrderBook
+from handlers.stock import StockBook, release, reserve
 
 
-@dataclass(frozen=True)
-class OrderPlaced:
-    """The outcome of placing an order (past tense: it happened)."""
-
-    order_id: str
-    status: OrderStatus
-    lines: tuple[LineAllocation, ...]
-
-
-class OrderBook(Protocol):
-    """Where orders are kept."""
-
-    def add(self, order: OrderCreatedV2, placed: OrderPlaced) -> None: ...
-
-
-class StockLedger(Protocol):
-    """Stock per SKU and location."""
-
-    def reserve(self, sku: str, quantity: int) -> str | None:
-        """Reserve `quantity` at one location that has it all available; return it, or None."""
-        ...
-
-
-def place_order(order: OrderCreatedV2, *, orders: OrderBook, stock: StockLedger, erp: Downstream) -> OrderPlaced:
-    """Reserve each line (or backorder it), keep the order, and export it to the ERP."""
-    allocations = tuple(_allocate(line.line_id, line.sku, line.quantity, stock) for line in order.lines)
-    placed = OrderPlaced(order_id=order.order_id, status=_order_status(allocations), lines=allocations)
-    orders.add(order, placed)
-    erp.post("/orders", _erp_order(order, placed), idempotency_key=f"order-export:{order.order_id}")
-    return placed
+def place_order(
+    event: OrderCreatedV2, *, orders: OrderBook, stock: StockBook, erp: Downstream, channels: Downstream
+) -> Order:
+    """Reserve each line (or backorder it), keep the order, export it to the ERP, push availability."""
+    lines = [_allocate(line.line_id, line.sku, line.quantity, line.unit_price_minor, stock) for line in event.lines]
+    order = Order(
+        order_id=event.order_id,
+        channel=event.channel,
+        customer_id=event.customer.customer_id,
+        currency=event.currency,
+        total_minor=event.total_minor,
+        tax_exempt=event.tax_exempt,
+        lines=lines,
+    )
+    order.refresh_status()
+    orders.add(order)
+    erp.post("/orders", _erp_order(order), idempotency_key=f"order-export:{order.order_id}")
+    reserved = [line.sku for line in lines if line.status == "reserved"]
+    announce_availability(channels, stock, reserved, cause=f"order.created:{order.order_id}")
+    return order
 
 
-def _allocate(line_id: str, sku: str, quantity: int, stock: StockLedger) -> LineAllocation:
-    location = stock.reserve(sku, quantity)
-    status: LineStatus = "backordered" if location is None else "reserved"
-    return LineAllocation(line_id=line_id, sku=sku, quantity=quantity, status=status, location=location)
+def cancel_order(
+    event: OrderCancelledV1, *, orders: OrderBook, stock: StockBook, erp: Downstream, channels: Downstream
+) -> Order:
+    """Release the order's reservations, mark it cancelled, and tell the ERP."""
+    order = orders.get(event.order_id)
+    if order is None:
+        raise TransientError(f"order {event.order_id} is not known yet: the cancel may have overtaken the order")
+    if order.status == "cancelled":
+        return order
+    shipped = [line.line_id for line in order.lines if line.shipped]
+    if shipped:
+        raise PermanentError(
+            f"order {order.order_id} cannot be cancelled: lines {', '.join(shipped)} have shipped (use a return)"
+        )
+    released = []
+    for line in order.lines:
+        if line.status == "reserved" and line.location is not None:
+            release(stock, line.sku, line.location, line.quantity)
+            released.append(line.sku)
+        line.status, line.location = "cancelled", None
+    order.status = "cancelled"
+    orders.save(order)
+    erp.post(
+        f"/orders/{order.order_id}/cancellation",
+        {"order_id": order.order_id, "reason": event.reason},
+        idempotency_key=f"order-cancel:{order.order_id}",
+    )
+    announce_availability(channels, stock, released, cause=f"order.cancelled:{order.order_id}")
+    return order
 
 
-def _order_status(allocations: tuple[LineAllocation, ...]) -> OrderStatus:
-    reserved = sum(1 for line in allocations if line.status == "reserved")
-    if reserved == len(allocations):
-        return "reserved"
-    return "backordered" if reserved == 0 else "partially_backordered"
+def _allocate(line_id: str, sku: str, quantity: int, unit_price_minor: int, stock: StockBook) -> Line:
+    location = reserve(stock, sku, quantity)
+    return Line(
+        line_id=line_id,
+        sku=sku,
+        quantity=quantity,
+        unit_price_minor=unit_price_minor,
+        status="backordered" if location is None else "reserved",
+        location=location,
+    )
 
 
-def _erp_order(order: OrderCreatedV2, placed: OrderPlaced) -> dict[str, object]:
-    by_line = {line.line_id: line for line in placed.lines}
+def _erp_order(order: Order) -> dict[str, object]:
     return {
         "order_id": order.order_id,
         "channel": order.channel,
-        "customer_id": order.customer.customer_id,
+        "customer_id": order.customer_id,
         "currency": order.currency,
         "total_minor": order.total_minor,
         "tax_exempt": order.tax_exempt,
-        "status": placed.status,
+        "status": order.status,
         "lines": [
             {
                 "line_id": line.line_id,
                 "sku": line.sku,
                 "quantity": line.quantity,
                 "unit_price_minor": line.unit_price_minor,
-                "status": by_line[line.line_id].status,
-                "location": by_line[line.line_id].location,
+                "status": line.status,
+                "location": line.location,
             }
             for line in order.lines
         ],

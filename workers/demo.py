@@ -26,7 +26,7 @@ from workers.metrics import Outcomes
 from workers.settings import Settings
 from workers.store.archive import DeadLetterFilter, list_dead_letters
 from workers.store.db import make_engine, migrate
-from workers.store.stock import SqlStockLedger
+from workers.store.inventory import SqlStockBook
 from workers.store.tables import orders
 
 STOCK = {
@@ -161,7 +161,7 @@ def demo_settings(database_url: str) -> Settings:
 def seed_stock(engine: Engine, stock: Mapping[tuple[str, str], int]) -> None:
     """Put stock on hand per (SKU, location), as a goods receipt would."""
     with engine.begin() as connection:
-        ledger = SqlStockLedger(connection)
+        ledger = SqlStockBook(connection)
         for (sku, location), quantity in stock.items():
             ledger.receive(sku, location, quantity)
 
@@ -179,7 +179,13 @@ def run(print_line: Any = print) -> dict[str, Any]:
         erp = FakeDownstream("erp", erp_answers)
         plan = topology(settings)
         broker = MemoryBroker(routes=dict(plan.routes), middleware=middleware(settings, outcomes))
-        fleet = Fleet(settings=settings, broker=broker, engine=engine, downstream={"erp": erp}, outcomes=outcomes)
+        fleet = Fleet(
+            settings=settings,
+            broker=broker,
+            engine=engine,
+            downstream={"erp": erp, **{s: FakeDownstream(s) for s in ("channels", "notify", "payments")}},
+            outcomes=outcomes,
+        )
         register_actors(fleet)
         worker = Worker(broker, worker_threads=4, worker_timeout=50)
         worker.start()

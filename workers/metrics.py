@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Mapping
@@ -10,6 +11,8 @@ from threading import Lock
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+
+logger = logging.getLogger("flowfleet.outcomes")
 
 OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
 
@@ -27,6 +30,11 @@ event_lag_seconds = Histogram(
     "From the event's occurred_at to the moment it was handled.",
     ["flow"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400),
+)
+stale_events_total = Counter(
+    "flowfleet_stale_events_total",
+    "Events handled but older than state already applied, so they changed nothing (counted as processed too).",
+    ["flow", "contract"],
 )
 downstream_requests_total = Counter(
     "flowfleet_downstream_requests_total", "Requests to downstream systems, by result.", ["system", "result"]
@@ -48,6 +56,15 @@ class Outcomes:
         messages_total.labels(flow, contract, str(event.get("version", "unknown")), outcome).inc()
         with self._lock:
             self.tally[(flow, outcome)] += 1
+
+    def stale(self, options: Mapping[str, Any], reason: str) -> None:
+        """Count an event that was handled but changed nothing, being older than applied state."""
+        event: Mapping[str, Any] = options.get("event", {})
+        flow = str(options.get("flow", "unknown"))
+        stale_events_total.labels(flow, str(event.get("contract", "unknown"))).inc()
+        logger.info("stale %s event changed nothing: %s", flow, reason)
+        with self._lock:
+            self.tally[(flow, "stale")] += 1
 
     def applied(self, flow: str, started: float, occurred_at: datetime) -> None:
         handler_seconds.labels(flow).observe(time.perf_counter() - started)

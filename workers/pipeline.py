@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from contracts.envelope import decode_envelope
 from contracts.registry import ContractRegistry
 from handlers.downstream import Downstream
+from handlers.outcomes import Stale
 from workers.failures import EventExpired
 from workers.flow import Flow
 from workers.ingress import decode_body
@@ -76,11 +77,12 @@ class FlowPipeline:
                 message_id=envelope.message_id,
                 version=envelope.version,
             )
-            if first:
-                self.flow.apply(parsed, connection, self.downstream)
+            result = self.flow.apply(parsed, connection, self.downstream) if first else None
         self.outcomes.record(message.options, "processed" if first else "duplicate")
         if first:
             self.outcomes.applied(self.flow.name, started, envelope.occurred_at)
+        if isinstance(result, Stale):
+            self.outcomes.stale(message.options, result.reason)
 
     def _already_applied(self, contract: str, dedup_key: str) -> bool:
         """A late copy of an event that was applied in time is a duplicate, not a dead letter."""

@@ -166,11 +166,23 @@ def test_dedup_and_business_keys_are_computed_on_the_upcast_event() -> None:
 
 
 def test_the_registry_lists_contracts_by_name_and_per_flow() -> None:
-    registry = ContractRegistry([widget_counted(), *REGISTRY])
+    registry = ContractRegistry([widget_counted(), *REGISTRY.for_flow("orders")])
 
-    assert [c.name for c in registry] == ["order.created", "widget.counted"]
-    assert [c.name for c in registry.for_flow("orders")] == ["order.created"]
+    assert [c.name for c in registry] == ["order.cancelled", "order.created", "widget.counted"]
+    assert [c.name for c in registry.for_flow("orders")] == ["order.cancelled", "order.created"]
     assert registry.for_flow("payments") == []
+
+
+def test_every_flow_of_the_fleet_has_its_contracts_and_every_contract_an_example_that_parses() -> None:
+    flows = {contract.flow for contract in REGISTRY}
+
+    assert flows == {"orders", "inventory", "payments", "fulfillment", "returns", "catalog"}
+    for contract in REGISTRY:
+        assert set(contract.examples) == set(contract.versions), contract.name
+        for version, example in contract.examples.items():
+            event = contract.parse(version, example)
+            assert contract.dedup_key(event), contract.name
+            assert contract.business_keys(event), contract.name
 
 
 def test_the_fleet_catalogue_holds_order_created_in_the_orders_flow() -> None:

@@ -98,6 +98,12 @@ def erp() -> FakeDownstream:
     return FakeDownstream("erp")
 
 
+@pytest.fixture
+def systems(erp: FakeDownstream) -> dict[str, FakeDownstream]:
+    """Every downstream system, each an in-process fake; the ERP is the `erp` fixture."""
+    return {"erp": erp, **{name: FakeDownstream(name) for name in ("channels", "notify", "payments")}}
+
+
 @dataclass
 class FleetRun:
     """A started fleet on one in-memory broker, with what a test needs to drive and inspect it."""
@@ -109,6 +115,7 @@ class FleetRun:
     engine: Engine
     erp: FakeDownstream
     outcomes: Outcomes
+    systems: dict[str, FakeDownstream]
 
     @property
     def queue(self) -> str:
@@ -121,8 +128,9 @@ class FleetRun:
         self.broker.publish(self.settings.exchange, routing_key, body, dict(headers or {}))
 
     def join(self, timeout_ms: int = 10_000) -> None:
-        """Wait until the flow queue and its delay queue are empty and idle."""
-        self.broker.join(self.queue, timeout=timeout_ms)
+        """Wait until every flow queue and its delay queue are empty and idle."""
+        for flow in self.fleet.flows:
+            self.broker.join(self.settings.queue_name(flow.name), timeout=timeout_ms)
 
     def settle(self, timeout_ms: int = 10_000) -> int:
         """Join the queue, then drain dead letters into the archive; return how many were archived."""
@@ -135,8 +143,8 @@ class FleetRun:
             self.publish(body, headers=headers)
         return self.settle()
 
-    def tally(self, outcome: str) -> int:
-        return self.outcomes.tally[(FLOW, outcome)]
+    def tally(self, outcome: str, flow: str = FLOW) -> int:
+        return self.outcomes.tally[(flow, outcome)]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every archived dead letter, whole (body, headers, history), oldest first."""
@@ -165,7 +173,11 @@ FleetRunner = Callable[..., FleetRun]
 
 @pytest.fixture
 def fleet_runner(
-    settings: Settings, engine: Engine, erp: FakeDownstream, request: pytest.FixtureRequest
+    settings: Settings,
+    engine: Engine,
+    erp: FakeDownstream,
+    systems: dict[str, FakeDownstream],
+    request: pytest.FixtureRequest,
 ) -> FleetRunner:
     """Start a fleet: `fleet_runner(broker_class=MemoryBroker)`. Its worker is always stopped at teardown."""
 
@@ -173,12 +185,12 @@ def fleet_runner(
         outcomes = Outcomes()
         plan = topology(settings)
         broker = broker_class(routes=dict(plan.routes), middleware=middleware(settings, outcomes))
-        fleet = Fleet(settings=settings, broker=broker, engine=engine, downstream={"erp": erp}, outcomes=outcomes)
+        fleet = Fleet(settings=settings, broker=broker, engine=engine, downstream=systems, outcomes=outcomes)
         register_actors(fleet)
         worker = Worker(broker, worker_threads=2, worker_timeout=50)
         request.addfinalizer(worker.stop)
         worker.start()
-        return FleetRun(settings, broker, fleet, worker, engine, erp, outcomes)
+        return FleetRun(settings, broker, fleet, worker, engine, erp, outcomes, systems)
 
     return start
 

@@ -136,7 +136,8 @@ def test_topology_export_prints_quorum_queues_with_delivery_limits_and_a_dead_le
     assert ran.code == 0
     definitions = ran.json()
     queues = {q["name"]: q for q in definitions["queues"]}
-    assert set(queues) == {"orders", "orders.DQ", "orders.XQ"}
+    flows = ("orders", "inventory", "payments", "fulfillment", "returns", "catalog")
+    assert set(queues) == {f"{flow}{suffix}" for flow in flows for suffix in ("", ".DQ", ".XQ")}
     assert all(q["durable"] and q["arguments"]["x-queue-type"] == "quorum" for q in queues.values())
     assert queues["orders"]["arguments"]["x-delivery-limit"] == 5
     assert queues["orders.DQ"]["arguments"]["x-delivery-limit"] >= 5
@@ -147,9 +148,12 @@ def test_topology_export_prints_quorum_queues_with_delivery_limits_and_a_dead_le
     assert "x-expires" not in queues["orders.XQ"]["arguments"]
     [exchange] = definitions["exchanges"]
     assert (exchange["name"], exchange["type"], exchange["durable"]) == ("commerce.events", "topic", True)
-    assert [(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]] == [
-        ("commerce.events", "orders", "order.created")
-    ]
+    bindings = {(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]}
+    assert ("commerce.events", "orders", "order.created") in bindings
+    assert ("commerce.events", "orders", "order.cancelled") in bindings
+    assert ("commerce.events", "payments", "payment.captured") in bindings
+    assert ("commerce.events", "returns", "return.received") in bindings
+    assert len(bindings) == 14
 
 
 def test_topology_export_follows_the_exchange_prefix_and_delivery_limit_settings(
@@ -162,7 +166,8 @@ def test_topology_export_follows_the_exchange_prefix_and_delivery_limit_settings
     definitions = cli("topology", "export").json()
 
     queues = {q["name"]: q for q in definitions["queues"]}
-    assert set(queues) == {"tenant-a.orders", "tenant-a.orders.DQ", "tenant-a.orders.XQ"}
+    assert {"tenant-a.orders", "tenant-a.orders.DQ", "tenant-a.orders.XQ", "tenant-a.catalog.XQ"} <= set(queues)
+    assert all(name.startswith("tenant-a.") for name in queues)
     assert queues["tenant-a.orders"]["arguments"]["x-delivery-limit"] == 7
     assert definitions["exchanges"][0]["name"] == "staging.events"
     assert {b["source"] for b in definitions["bindings"]} == {"staging.events"}

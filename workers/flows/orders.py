@@ -1,4 +1,4 @@
-"""The orders flow's wiring: `order.created` runs handlers.orders.place_order on the SQL ports."""
+"""The orders flow's wiring: `order.created` places an order, `order.cancelled` cancels it, on SQL ports."""
 
 from __future__ import annotations
 
@@ -7,19 +7,24 @@ from collections.abc import Mapping
 from sqlalchemy import Connection
 
 from contracts.orders import FLOW as NAME
-from contracts.orders import OrderCreatedV2
+from contracts.orders import OrderCancelledV1, OrderCreatedV2
 from contracts.registry import ParsedEvent
 from handlers.downstream import Downstream
-from handlers.orders import place_order
+from handlers.orders import cancel_order, place_order
 from workers.flow import Flow
+from workers.store.inventory import SqlStockBook
 from workers.store.orders import SqlOrderBook
-from workers.store.stock import SqlStockLedger
 
 
 def apply(parsed: ParsedEvent, connection: Connection, downstream: Mapping[str, Downstream]) -> object:
-    order = parsed.event
-    assert isinstance(order, OrderCreatedV2), f"unexpected contract {parsed.contract.name}"
-    return place_order(order, orders=SqlOrderBook(connection), stock=SqlStockLedger(connection), erp=downstream["erp"])
+    orders, stock = SqlOrderBook(connection), SqlStockBook(connection)
+    erp, channels = downstream["erp"], downstream["channels"]
+    event = parsed.event
+    if isinstance(event, OrderCreatedV2):
+        return place_order(event, orders=orders, stock=stock, erp=erp, channels=channels)
+    if isinstance(event, OrderCancelledV1):
+        return cancel_order(event, orders=orders, stock=stock, erp=erp, channels=channels)
+    raise AssertionError(f"the orders flow has no handler for {parsed.contract.name}")
 
 
-FLOW = Flow(name=NAME, systems=("erp",), apply=apply)
+FLOW = Flow(name=NAME, systems=("erp", "channels"), apply=apply)

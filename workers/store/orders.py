@@ -1,48 +1,122 @@
-"""The SQL order book: orders and their lines, written on the message's transaction."""
+"""The SQL order book: orders and their lines, read locked and written on the message's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select, update
 
-from contracts.orders import OrderCreatedV2
-from handlers.orders import OrderPlaced
+from handlers.order_book import Line, Order
 from workers.store.tables import order_lines, orders
 
 
 class SqlOrderBook:
-    """Orders and their lines, written on the message's transaction."""
+    """Orders and their lines; `get` locks the order row, so one order changes in one transaction at a time."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def add(self, order: OrderCreatedV2, placed: OrderPlaced) -> None:
+    def get(self, order_id: str) -> Order | None:
+        found = self._load(select(orders).where(orders.c.order_id == order_id).with_for_update())
+        return found[0] if found else None
+
+    def add(self, order: Order) -> None:
         self._connection.execute(
             orders.insert().values(
                 order_id=order.order_id,
                 channel=order.channel,
-                customer_id=order.customer.customer_id,
+                customer_id=order.customer_id,
                 currency=order.currency,
                 total_minor=order.total_minor,
                 tax_exempt=int(order.tax_exempt),
-                status=placed.status,
+                status=order.status,
                 placed_at=datetime.now(UTC),
             )
         )
-        allocation = {line.line_id: line for line in placed.lines}
-        self._connection.execute(
-            order_lines.insert(),
-            [
-                {
-                    "order_id": order.order_id,
-                    "line_id": line.line_id,
-                    "sku": line.sku,
-                    "quantity": line.quantity,
-                    "unit_price_minor": line.unit_price_minor,
-                    "status": allocation[line.line_id].status,
-                    "location": allocation[line.line_id].location,
-                }
-                for line in order.lines
-            ],
+        self._connection.execute(order_lines.insert(), [_line_row(order.order_id, line) for line in order.lines])
+
+    def save(self, order: Order) -> None:
+        self._connection.execute(update(orders).where(orders.c.order_id == order.order_id).values(status=order.status))
+        for line in order.lines:
+            row = _line_row(order.order_id, line)
+            self._connection.execute(
+                update(order_lines)
+                .where(order_lines.c.order_id == order.order_id, order_lines.c.line_id == line.line_id)
+                .values({k: v for k, v in row.items() if k not in ("order_id", "line_id")})
+            )
+
+    def backordered(self, sku: str) -> list[Order]:
+        return self._with_line(sku, (order_lines.c.status == "backordered",), newest_first=False)
+
+    def reserved_at(self, sku: str, location: str) -> list[Order]:
+        where = (order_lines.c.status == "reserved", order_lines.c.location == location)
+        return self._with_line(sku, where, newest_first=True)
+
+    def _with_line(self, sku: str, where: Iterable[Any], *, newest_first: bool) -> list[Order]:
+        having_line = select(order_lines.c.order_id).where(order_lines.c.sku == sku, *where)
+        placed = (
+            (orders.c.placed_at.desc(), orders.c.order_id.desc())
+            if newest_first
+            else (
+                orders.c.placed_at,
+                orders.c.order_id,
+            )
         )
+        query = select(orders).where(orders.c.order_id.in_(having_line)).order_by(*placed).with_for_update()
+        return self._load(query)
+
+    def _load(self, query: Any) -> list[Order]:
+        rows = list(self._connection.execute(query).mappings())
+        if not rows:
+            return []
+        ids = [row["order_id"] for row in rows]
+        lines: dict[str, list[Line]] = {order_id: [] for order_id in ids}
+        line_query = (
+            select(order_lines)
+            .where(order_lines.c.order_id.in_(ids))
+            .order_by(order_lines.c.order_id, order_lines.c.line_id)
+        )
+        for line in self._connection.execute(line_query).mappings():
+            lines[line["order_id"]].append(
+                Line(
+                    line_id=line["line_id"],
+                    sku=line["sku"],
+                    quantity=line["quantity"],
+                    unit_price_minor=line["unit_price_minor"],
+                    status=line["status"],
+                    location=line["location"],
+                    shipped=line["shipped"],
+                    delivered=line["delivered"],
+                    return_requested=line["return_requested"],
+                )
+            )
+        return [
+            Order(
+                order_id=row["order_id"],
+                channel=row["channel"],
+                customer_id=row["customer_id"],
+                currency=row["currency"],
+                total_minor=row["total_minor"],
+                tax_exempt=bool(row["tax_exempt"]),
+                lines=lines[row["order_id"]],
+                status=row["status"],
+            )
+            for row in rows
+        ]
+
+
+def _line_row(order_id: str, line: Line) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "line_id": line.line_id,
+        "sku": line.sku,
+        "quantity": line.quantity,
+        "unit_price_minor": line.unit_price_minor,
+        "status": line.status,
+        "location": line.location,
+        "shipped": line.shipped,
+        "delivered": line.delivered,
+        "return_requested": line.return_requested,
+    }

@@ -55,6 +55,10 @@ order_lines = Table(
     Column("unit_price_minor", BigInteger, nullable=False),
     Column("status", String(30), nullable=False),
     Column("location", String(64)),
+    Column("shipped", Integer, nullable=False, default=0),
+    Column("delivered", Integer, nullable=False, default=0),
+    Column("return_requested", Integer, nullable=False, default=0),
+    Index("ix_order_lines_sku_status", "sku", "status"),
 )
 
 stock_levels = Table(
@@ -65,6 +69,97 @@ stock_levels = Table(
     Column("on_hand", Integer, nullable=False),
     Column("reserved", Integer, nullable=False, default=0),
     Column("quarantined", Integer, nullable=False, default=0),
+    Column("return_pending", Integer, nullable=False, default=0),
+    #: The warehouse's sequence number of the last inventory event applied here.
+    Column("last_sequence", BigInteger),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("payment_id", String(64), primary_key=True),
+    Column("order_id", String(64), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("authorized_minor", BigInteger, nullable=False),
+    Column("captured_minor", BigInteger, nullable=False),
+    Column("refunded_minor", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Each capture and refund applied to a payment: the ledger its totals add up from.
+payment_operations = Table(
+    "payment_operations",
+    metadata,
+    Column("kind", String(10), primary_key=True),
+    Column("operation_id", String(64), primary_key=True),
+    Column("payment_id", String(64), ForeignKey("payments.payment_id"), nullable=False, index=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+shipments = Table(
+    "shipments",
+    metadata,
+    Column("shipment_id", String(64), primary_key=True),
+    Column("order_id", String(64), ForeignKey("orders.order_id"), nullable=False, index=True),
+    Column("location", String(64), nullable=False),
+    Column("carrier", String(500), nullable=False),
+    Column("tracking_number", String(500)),
+    Column("status", String(20), nullable=False),
+    Column("dispatched_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+)
+
+shipment_lines = Table(
+    "shipment_lines",
+    metadata,
+    Column("shipment_id", String(64), ForeignKey("shipments.shipment_id"), primary_key=True),
+    Column("line_id", String(64), primary_key=True),
+    Column("quantity", Integer, nullable=False),
+)
+
+returns = Table(
+    "returns",
+    metadata,
+    Column("rma_id", String(64), primary_key=True),
+    Column("order_id", String(64), ForeignKey("orders.order_id"), nullable=False, index=True),
+    Column("location", String(64), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("refunded_minor", BigInteger, nullable=False),
+    Column("receipts", JSON, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+)
+
+return_lines = Table(
+    "return_lines",
+    metadata,
+    Column("rma_id", String(64), ForeignKey("returns.rma_id"), primary_key=True),
+    Column("line_id", String(64), primary_key=True),
+    Column("sku", String(64), nullable=False),
+    Column("requested", Integer, nullable=False),
+    Column("received", Integer, nullable=False),
+    Column("sellable", Integer, nullable=False),
+    Column("damaged", Integer, nullable=False),
+)
+
+prices = Table(
+    "prices",
+    metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("effective_at", DateTime(timezone=True), nullable=False),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("attributes", JSON, nullable=False),
 )
 
 #: Every dead letter drained from the broker, kept until an operator resolves or purges it.

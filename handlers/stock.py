@@ -1,0 +1,95 @@
+"""Stock per SKU and location, and its arithmetic: the one place the stock invariants are kept.
+
+Statuses: on hand (physically at the location, quarantined units included), reserved (promised
+to order lines), quarantined (damaged, not for sale), return-pending (announced by an RMA, not
+yet arrived) and available = on hand - reserved - quarantined. Every change keeps
+0 <= quarantined <= on hand and 0 <= reserved <= on hand - quarantined, so available is never negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from handlers.errors import PermanentError
+
+
+@dataclass
+class StockLevel:
+    """One SKU at one location."""
+
+    sku: str
+    location: str
+    on_hand: int = 0
+    reserved: int = 0
+    quarantined: int = 0
+    return_pending: int = 0
+    #: The highest source sequence applied to this (sku, location); None before the first.
+    last_sequence: int | None = None
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved - self.quarantined
+
+    def is_stale(self, sequence: int) -> bool:
+        return self.last_sequence is not None and sequence <= self.last_sequence
+
+    def check(self) -> None:
+        """Raise if a change broke an invariant: a bug, never a publisher's fault."""
+        if not (0 <= self.quarantined <= self.on_hand and 0 <= self.reserved <= self.on_hand - self.quarantined):
+            raise AssertionError(f"stock invariant broken for {self.sku}@{self.location}: {self}")
+        if self.return_pending < 0:
+            raise AssertionError(f"negative return-pending for {self.sku}@{self.location}: {self}")
+
+
+class StockBook(Protocol):
+    """Where stock levels are kept; reads lock the rows they return until the transaction ends."""
+
+    def level(self, sku: str, location: str) -> StockLevel:
+        """The level at one location (all zero if the SKU was never there)."""
+        ...
+
+    def levels(self, sku: str) -> list[StockLevel]:
+        """The SKU's level at every location it is known at, in location order."""
+        ...
+
+    def save(self, level: StockLevel) -> None: ...
+
+
+def reserve(stock: StockBook, sku: str, quantity: int) -> str | None:
+    """Reserve `quantity` at the first location (in location order) that has all of it available."""
+    for level in stock.levels(sku):
+        if level.available >= quantity:
+            level.reserved += quantity
+            level.check()
+            stock.save(level)
+            return level.location
+    return None
+
+
+def release(stock: StockBook, sku: str, location: str, quantity: int) -> None:
+    """Give back a reservation (a cancelled line, or a line taken back to backorder)."""
+    level = stock.level(sku, location)
+    level.reserved -= min(quantity, level.reserved)
+    stock.save(level)
+
+
+def set_on_hand(level: StockLevel, on_hand: int) -> int:
+    """Change stock on hand; return how many reserved units no longer fit and must be taken back.
+
+    Physical stock is the truth: when it shrinks below what is committed, quarantined units go
+    first (damaged stock that is gone), then reservations must be undone by the caller.
+    """
+    if on_hand < 0:
+        raise PermanentError(
+            f"{level.sku}@{level.location}: on hand would become {on_hand}; "
+            "the warehouse's figures disagree with the ledger: send an inventory.counted"
+        )
+    level.on_hand = on_hand
+    level.quarantined = min(level.quarantined, on_hand)
+    return max(0, level.reserved - (level.on_hand - level.quarantined))
+
+
+def available_to_promise(stock: StockBook, sku: str) -> int:
+    """What the channels may sell of a SKU: its available stock over every location."""
+    return sum(level.available for level in stock.levels(sku))

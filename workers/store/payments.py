@@ -1,0 +1,64 @@
+"""The SQL payment book: each payment's totals, and the captures and refunds they add up from."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, select, update
+
+from handlers.payments import Payment
+from workers.store.tables import payment_operations, payments
+from workers.store.upsert import insert_ignoring_conflict
+
+
+class SqlPaymentBook:
+    """Payments on the message's transaction; `get` locks the payment row."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def get(self, payment_id: str) -> Payment | None:
+        query = select(payments).where(payments.c.payment_id == payment_id).with_for_update()
+        row = self._connection.execute(query).mappings().first()
+        if row is None:
+            return None
+        operations = select(payment_operations).where(payment_operations.c.payment_id == payment_id)
+        return Payment(
+            payment_id=row["payment_id"],
+            order_id=row["order_id"],
+            currency=row["currency"],
+            authorized_minor=row["authorized_minor"],
+            captured_minor=row["captured_minor"],
+            refunded_minor=row["refunded_minor"],
+            status=row["status"],
+            operations=[
+                (op["kind"], op["operation_id"], op["amount_minor"])
+                for op in self._connection.execute(operations).mappings()
+            ],
+        )
+
+    def save(self, payment: Payment) -> None:
+        now = datetime.now(UTC)
+        values = {
+            "order_id": payment.order_id,
+            "currency": payment.currency,
+            "authorized_minor": payment.authorized_minor,
+            "captured_minor": payment.captured_minor,
+            "refunded_minor": payment.refunded_minor,
+            "status": payment.status,
+            "updated_at": now,
+        }
+        changed = self._connection.execute(
+            update(payments).where(payments.c.payment_id == payment.payment_id).values(values)
+        )
+        if changed.rowcount == 0:
+            self._connection.execute(payments.insert().values(payment_id=payment.payment_id, **values))
+        for kind, operation_id, amount in payment.operations:
+            row = {
+                "kind": kind,
+                "operation_id": operation_id,
+                "payment_id": payment.payment_id,
+                "amount_minor": amount,
+                "applied_at": now,
+            }
+            insert_ignoring_conflict(self._connection, payment_operations, row, payment_operations.c.kind)
