@@ -299,6 +299,16 @@ class ErpRequest:
     def order_id(self) -> str | None:
         return self.body.get("order_id") if isinstance(self.body, dict) else None
 
+    @property
+    def system(self) -> str:
+        """Which downstream system the request was for: the first path segment names all but the ERP."""
+        first = self.path.strip("/").split("/", 1)[0]
+        return first if first in OTHER_SYSTEMS else "erp"
+
+
+#: The ERP answers at the fake's root; the other systems under a path of their name.
+OTHER_SYSTEMS = ("channels", "notify", "payments")
+
 
 @dataclass
 class FakeErp:
@@ -325,14 +335,15 @@ class FakeErp:
     def reply(status: int = 200, *, retry_after: str | None = None, delay: float = 0.0) -> Reply:
         return Reply(status, retry_after, delay)
 
-    def requests_for(self, order_id: str) -> list[ErpRequest]:
+    def requests_for(self, order_id: str, system: str = "erp") -> list[ErpRequest]:
         with self._lock:
-            return [r for r in self.requests if r.order_id == order_id]
+            return [r for r in self.requests if r.order_id == order_id and r.system == system]
 
-    def exports(self) -> list[str]:
-        """Idempotency keys the ERP applied (answered 2xx for)."""
+    def exports(self, system: str = "erp") -> list[str]:
+        """Idempotency keys `system` applied (answered 2xx for)."""
         with self._lock:
-            return list(self.applied)
+            systems = {r.idempotency_key: r.system for r in self.requests}
+            return [key for key in self.applied if systems.get(key) == system]
 
     def release(self) -> None:
         """End every held request now (teardown)."""
@@ -475,6 +486,7 @@ def service_env(vhost: str, database: Database, fake_erp: FakeErp) -> dict[str, 
         "FLOWFLEET_BROKER_URL": vhost,
         "FLOWFLEET_DATABASE_URL": database.url,
         "FLOWFLEET_ERP_URL": fake_erp.url,
+        **{f"FLOWFLEET_{name.upper()}_URL": f"{fake_erp.url}/{name}" for name in OTHER_SYSTEMS},
         "PYTHONUNBUFFERED": "1",
         **WORKER_ENV,
     }

@@ -31,8 +31,11 @@ def test_a_plain_envelope_is_stored_reserved_per_line_and_exported_once(
     assert (lines["LAMP-ARC"]["status"], lines["LAMP-ARC"]["location"]) == ("backordered", None)
     assert database.stock("TEE-RED-M", "BER-1")["reserved"] == 2
     assert database.stock("LAMP-ARC", "HAM-2")["reserved"] == 0
-    [request] = fake_erp.requests
+    [request] = fake_erp.requests_for("ORD-7001")
     assert (request.path, request.idempotency_key) == ("/orders", "order-export:ORD-7001")
+    [availability] = [r for r in fake_erp.requests if r.system == "channels"]
+    assert availability.path == "/channels/availability"
+    assert availability.body == {"sku": "TEE-RED-M", "available": 3}
     assert request.body["order_id"] == "ORD-7001"
     assert request.body["status"] == "partially_backordered"
     assert [line["status"] for line in request.body["lines"]] == ["reserved", "backordered"]
@@ -73,7 +76,7 @@ def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(worker, publish, 
     assert (order["channel"], order["currency"], order["total_minor"]) == ("storefront", "GBP", 2500)
     [line] = database.order_lines("ORD-0999")
     assert (line["line_id"], line["sku"], line["quantity"], line["status"]) == ("1", "MUG-BLUE", 2, "reserved")
-    [request] = fake_erp.requests
+    [request] = fake_erp.requests_for("ORD-0999")
     assert request.body["channel"] == "storefront"
 
 

@@ -11,7 +11,7 @@ from contracts.envelope import decode_envelope
 from contracts.errors import ContractViolation, RejectedMessage, UndecodableMessage
 from contracts.orders import ORDER_CREATED, OrderCreatedV2
 from contracts.schema import contract_schema
-from handlers.errors import PermanentError, TransientError
+from handlers.errors import PermanentError, Throttled, TransientError
 from handlers.orders import place_order
 from workers.failures import MAX_ERROR_MESSAGE, TRACEBACK_LIMIT, EventExpired, Failure, classify, fingerprint
 
@@ -29,12 +29,12 @@ def raise_(error: BaseException) -> None:
 
 
 class _NoStock:
-    def reserve(self, sku: str, quantity: int) -> str | None:
-        return None
+    def levels(self, sku: str) -> list[object]:
+        return []
 
 
 class _NoOrders:
-    def add(self, order: OrderCreatedV2, placed: object) -> None:
+    def add(self, order: object) -> None:
         return None
 
 
@@ -49,7 +49,13 @@ class _RefusingErp:
 def erp_failure(error: Exception, order_id: str = "ORD-1") -> BaseException:
     order = ORDER_CREATED.parse(2, {**ORDER_CREATED.examples[2], "order_id": order_id})
     assert isinstance(order, OrderCreatedV2)
-    return caught(lambda: place_order(order, orders=_NoOrders(), stock=_NoStock(), erp=_RefusingErp(error)))
+    return caught(lambda: place_order(
+            order,
+            orders=_NoOrders(),
+            stock=_NoStock(),
+            erp=_RefusingErp(error),
+            channels=_RefusingErp(error),
+        ))
 
 
 def contract_failure(quantity: object, line: int = 0) -> BaseException:
@@ -223,3 +229,25 @@ def test_a_failure_is_immutable_so_exhausting_it_leaves_the_original_alone() -> 
     assert last.transient is True
     assert last.message == "timeout"
     assert isinstance(last, Failure)
+
+
+def test_a_throttled_error_is_a_transient_failure_that_knows_who_throttled() -> None:
+    failure = classify(Throttled("channels POST /prices answered 429", system="channels", retry_after=3.0))
+
+    assert (failure.stage, failure.transient, failure.error_type) == ("handler", True, "Throttled")
+    assert (failure.throttled, failure.throttled_by, failure.retry_after) == (True, "channels", 3.0)
+
+
+@pytest.mark.parametrize("error", [TransientError("ERP answered 503"), KeyError("sku"), PermanentError("422")])
+def test_no_other_failure_counts_as_throttled(error: Exception) -> None:
+    assert classify(error).throttled is False
+
+
+def test_a_failure_throttled_too_often_says_how_often_and_by_whom_and_is_final() -> None:
+    last = classify(Throttled("erp POST /orders answered 429", system="erp", retry_after=1.0))
+
+    final = last.throttled_too_often(31)
+
+    assert final.message == "throttled 31 times by erp; final error: erp POST /orders answered 429"
+    assert final.transient is False
+    assert (final.error_type, final.fingerprint) == (last.error_type, last.fingerprint)
