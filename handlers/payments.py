@@ -65,9 +65,10 @@ def authorize_payment(event: PaymentAuthorizedV1, *, payments: PaymentBook, orde
 
 
 def capture_payment(event: PaymentCapturedV1, *, payments: PaymentBook, erp: Downstream) -> Payment:
-    payment = _known_payment(payments, event.payment_id, event.currency, "capture")
-    if payment.status == "failed":
-        raise PermanentError(f"payment {payment.payment_id} has failed; capture {event.capture_id} is refused")
+    found = payments.get(event.payment_id)
+    if found is not None and found.status == "failed":
+        raise PermanentError(f"payment {event.payment_id} has failed; capture {event.capture_id} is refused")
+    payment = _authorized(found, event.payment_id, event.currency, "capture")
     if payment.captured_minor + event.amount_minor > payment.authorized_minor:
         raise PermanentError(
             f"capture {event.capture_id} of {event.amount_minor} would take payment {payment.payment_id} to "
@@ -92,7 +93,7 @@ def capture_payment(event: PaymentCapturedV1, *, payments: PaymentBook, erp: Dow
 
 
 def refund_payment(event: PaymentRefundedV1, *, payments: PaymentBook, erp: Downstream) -> Payment:
-    payment = _known_payment(payments, event.payment_id, event.currency, "refund")
+    payment = _authorized(payments.get(event.payment_id), event.payment_id, event.currency, "refund")
     if payment.refunded_minor + event.amount_minor > payment.captured_minor:
         raise TransientError(
             f"refund {event.refund_id} of {event.amount_minor} would take payment {payment.payment_id}'s refunds to "
@@ -142,8 +143,8 @@ def fail_payment(event: PaymentFailedV1, *, payments: PaymentBook, orders: Order
     return payment
 
 
-def _known_payment(payments: PaymentBook, payment_id: str, currency: str, what: str) -> Payment:
-    payment = payments.get(payment_id)
+def _authorized(payment: Payment | None, payment_id: str, currency: str, what: str) -> Payment:
+    """The payment a capture or refund applies to, once it has been authorized."""
     if payment is None or payment.authorized_minor == 0:
         raise TransientError(f"payment {payment_id} is not authorized yet: the {what} arrived before its authorization")
     if currency != payment.currency:

@@ -372,19 +372,31 @@ def test_dlq_show_masking_keeps_the_event_time_and_message_id_readable(cli: Cli,
 # -- demo -------------------------------------------------------------------------------------------
 
 
-def test_the_demo_shows_every_outcome_and_every_failure_stage(tmp_path: Path) -> None:
+def test_the_demo_runs_a_day_across_all_six_flows_showing_every_outcome_and_failure_stage(tmp_path: Path) -> None:
     lines: list[str] = []
 
     summary = demo.run(print_line=lines.append)
 
     outcomes = summary["outcomes"]
-    for outcome in ("processed", "duplicate", "retried", "dead_lettered"):
-        assert outcomes.get(outcome, 0) > 0, outcome
+    for outcome in ("processed", "duplicate", "stale", "retried", "dead_lettered"):
+        assert outcomes[outcome] > 0, outcome
+    assert all(counts["processed"] > 0 for counts in summary["flows"].values()), summary["flows"]
+    assert set(summary["flows"]) == {"orders", "inventory", "payments", "fulfillment", "returns", "catalog"}
     assert {"decode", "contract", "handler", "expired"} <= {d["stage"] for d in summary["dead_letters"]}
     assert outcomes["dead_lettered"] == len(summary["dead_letters"])
-    assert summary["erp_exports"] == sum(summary["orders_by_status"].values())
-    assert summary["erp_requests"] > summary["erp_exports"]
-    assert any(line.startswith("Publishing") for line in lines)
+    assert summary["erp_order_exports"] == sum(summary["orders_by_status"].values())
+    assert summary["downstream"]["erp"]["requests"] > summary["downstream"]["erp"]["effects"]
+    assert all(
+        level["available"] >= 0 and level["reserved"] <= level["on_hand"] for level in summary["stock"].values()
+    )
+    assert summary["flows"]["payments"]["retried"] > 0, "the capture that overtook its authorization was retried"
+    assert summary["captured_minor"] == 3998 + 5997, "both partial captures and the late-authorized one applied"
+    assert summary["refunded_minor"] == 3998 - 300, "the return's refund, less the restocking fee"
+    assert summary["orders_by_status"]["delivered"] == 2
+    assert summary["orders_by_status"]["cancelled"] == 1
+    assert summary["stock"]["TEE-RED-M@RET-1"]["available"] == 2, "returned sellable shirts are back in stock"
+    assert summary["stock"]["SNEAKER-42@BER-1"]["on_hand"] == 8, "the backorder was served by the receipt and shipped"
+    assert any(line.startswith("morning: orders") for line in lines)
     assert any("Dead-letter archive" in line for line in lines)
     assert list(tmp_path.iterdir()) == [], "the demo must clean up its temporary database"
 
@@ -393,5 +405,5 @@ def test_flowfleet_demo_exits_zero_and_prints_its_summary(cli: Cli) -> None:
     ran = cli("demo")
 
     assert ran.code == 0
-    assert "Outcomes (orders flow):" in ran.out
+    assert "Outcomes per flow:" in ran.out
     assert "Dead-letter archive" in ran.out
