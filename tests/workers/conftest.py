@@ -35,7 +35,7 @@ STOCK = {
     ("MUG-BLUE", "BER-1"): 25,
     ("LAMP-ARC", "HAM-2"): 1,
 }
-#: The only flow so far.
+#: The flow most worker tests drive.
 FLOW = "orders"
 #: Loggers the demo (and dramatiq) change process-wide.
 _LOGGERS = ("dramatiq", "flowfleet")
