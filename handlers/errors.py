@@ -16,3 +16,15 @@ class TransientError(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Throttled(TransientError):
+    """The downstream asked us to slow down (a 429), or the fleet's own rate limit held the request back.
+
+    Retrying later is the cure, so it does not spend the retry budget: it has a separate, larger cap.
+    `system` names the downstream system that throttled.
+    """
+
+    def __init__(self, message: str, *, system: str, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.system = system

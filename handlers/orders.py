@@ -27,6 +27,7 @@ def place_order(
     event: OrderCreatedV2, *, orders: OrderBook, stock: StockBook, erp: Downstream, channels: Downstream
 ) -> Order:
     """Reserve each line (or backorder it), keep the order, export it to the ERP, push availability."""
+    stock.lock(line.sku for line in event.lines)
     lines = [_allocate(line.line_id, line.sku, line.quantity, line.unit_price_minor, stock) for line in event.lines]
     order = Order(
         order_id=event.order_id,

@@ -8,6 +8,7 @@ yet arrived) and available = on hand - reserved - quarantined. Every change keep
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +55,14 @@ class StockBook(Protocol):
         ...
 
     def save(self, level: StockLevel) -> None: ...
+
+    def lock(self, skus: Iterable[str]) -> None:
+        """Lock every level of these SKUs at once, in one fixed order.
+
+        A change that touches several SKUs calls this first, so two such changes never hold one
+        SKU each while waiting for the other's.
+        """
+        ...
 
 
 def reserve(stock: StockBook, sku: str, quantity: int) -> str | None:

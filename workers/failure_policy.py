@@ -3,7 +3,8 @@
 It replaces Dramatiq's Retries middleware, closing its traps: a failed re-enqueue or dead-letter
 publish leaves the message unacked for redelivery instead of acking it; the dead letter carries the
 final error, not the previous attempt's; decode, contract, expired and permanent failures are never
-retried; and the retry budget stays inside RabbitMQ's consumer timeout.
+retried; and the retry budget stays inside RabbitMQ's consumer timeout. A throttled failure (the
+downstream asked us to slow down) is retried without spending the budget, up to its own cap.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from dramatiq import Broker, Middleware
@@ -34,11 +35,22 @@ class Outcomes(Protocol):
 
 @dataclass(frozen=True)
 class Attempt:
-    """Which attempt just failed, and when the message first and last failed (epoch ms)."""
+    """Which attempt just failed, and when the message first and last failed (epoch ms).
+
+    `number` counts the tries the retry budget spends; `throttles` the throttled ones, which it does not,
+    and `throttled_ms` the delays they were given, which the budget's window leaves out.
+    """
 
     number: int
     first_failed_ms: int
     now_ms: int
+    throttles: int = 0
+    throttled_ms: int = 0
+
+    @property
+    def tries(self) -> int:
+        """Every failed try, throttled or not: what the dead letter reports as its attempts."""
+        return self.number + self.throttles
 
 
 def _whole_number(value: Any, default: int) -> int:
@@ -77,15 +89,27 @@ class FailurePolicy(Middleware):
     def _decide(self, broker: Broker, message: MessageProxy, exception: BaseException) -> None:
         failure = classify(exception)
         now_ms = int(time.time() * 1000)
+        options = message.options
+        throttled = failure.throttled
         attempt = Attempt(
-            number=_whole_number(message.options.get("attempt"), 0) + 1,
-            first_failed_ms=_whole_number(message.options.get("first_failed_at"), now_ms),
+            number=_whole_number(options.get("attempt"), 0) + (0 if throttled else 1),
+            first_failed_ms=_whole_number(options.get("first_failed_at"), now_ms),
             now_ms=now_ms,
+            throttles=_whole_number(options.get("throttled"), 0) + (1 if throttled else 0),
+            throttled_ms=_whole_number(options.get("throttled_ms"), 0),
         )
-        if failure.transient:
+        if throttled:
+            delay = self.budget.next_throttled_delay_ms(throttles=attempt.throttles, retry_after_s=failure.retry_after)
+            if delay is not None:
+                attempt = replace(attempt, throttled_ms=attempt.throttled_ms + delay)
+                self._retry(broker, message, failure, attempt, delay)
+                return
+            failure = failure.throttled_too_often(attempt.throttles)
+        elif failure.transient:
             delay = self.budget.next_delay_ms(
                 attempt=attempt.number,
-                first_failed_ms=attempt.first_failed_ms,
+                # Time spent waiting out throttling is not the message's fault: the window leaves it out.
+                first_failed_ms=attempt.first_failed_ms + attempt.throttled_ms,
                 now_ms=now_ms,
                 retry_after_s=failure.retry_after,
             )
@@ -100,6 +124,8 @@ class FailurePolicy(Middleware):
             "attempt": attempt.number,
             "first_failed_at": attempt.first_failed_ms,
             "last_error": f"{failure.error_type}: {failure.message}"[:500],
+            "throttled": attempt.throttles,
+            "throttled_ms": attempt.throttled_ms,
         }
         try:
             broker.enqueue(message.copy(options=options), delay=delay)
@@ -107,13 +133,22 @@ class FailurePolicy(Middleware):
             logger.exception("could not enqueue a retry; leaving the message for redelivery")
             hold_for_redelivery(message)
             return
-        logger.info(
-            "retrying in %d ms after attempt %d: %s",
-            delay,
-            attempt.number,
-            failure.error_type,
-            extra={"event": message.options.get("event", {})},
-        )
+        if failure.throttled:
+            logger.info(
+                "retrying in %d ms after being throttled %d times by %s",
+                delay,
+                attempt.throttles,
+                failure.throttled_by,
+                extra={"event": message.options.get("event", {})},
+            )
+        else:
+            logger.info(
+                "retrying in %d ms after attempt %d: %s",
+                delay,
+                attempt.number,
+                failure.error_type,
+                extra={"event": message.options.get("event", {})},
+            )
         self.outcomes.record(message.options, "retried")
 
     def _dead_letter(self, broker: Broker, message: MessageProxy, failure: Failure, attempt: Attempt) -> None:
@@ -123,7 +158,7 @@ class FailurePolicy(Middleware):
             dead_letter_id=dead_letter_id(message.queue_name, body),
             event=message.options.get("event", {}),
             original_headers=message.kwargs.get("headers", {}),
-            attempts=attempt.number,
+            attempts=attempt.tries,
             delivery_count=_whole_number(message.options.get("delivery_count"), 0),
             first_failed_ms=attempt.first_failed_ms,
             last_failed_ms=attempt.now_ms,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 
 from contracts.errors import RejectedMessage
-from handlers.errors import PermanentError, TransientError
+from handlers.errors import PermanentError, Throttled, TransientError
 
 STAGES = ("decode", "contract", "handler", "expired")
 #: Tracebacks are trimmed to their last frames: the archive needs the cause, not the whole stack.
@@ -33,6 +33,21 @@ class Failure:
     fingerprint: str
     field_paths: tuple[str, ...] = ()
     retry_after: float | None = None
+    #: The downstream system that throttled this attempt (a 429, or the fleet's own rate limit), if one did.
+    throttled_by: str | None = None
+
+    @property
+    def throttled(self) -> bool:
+        """The other side asked us to slow down: retried without spending the retry budget."""
+        return self.throttled_by is not None
+
+    def throttled_too_often(self, times: int) -> Failure:
+        """The final failure of a message that was throttled more often than the fleet waits for."""
+        return replace(
+            self,
+            transient=False,
+            message=f"throttled {times} times by {self.throttled_by}; final error: {self.message}",
+        )
 
     def exhausted(self, attempts: int) -> Failure:
         """The final failure of a message whose retry budget ran out."""
@@ -45,7 +60,7 @@ class Failure:
 
 def classify(error: BaseException) -> Failure:
     """Describe `error`. Unforeseen exceptions count as transient: the retry budget bounds their cost."""
-    stage, transient, retry_after = "handler", True, None
+    stage, transient, retry_after, throttled_by = "handler", True, None, None
     paths: tuple[str, ...] = ()
     if isinstance(error, RejectedMessage):
         stage, transient, paths = error.stage, False, error.field_paths
@@ -55,6 +70,8 @@ def classify(error: BaseException) -> Failure:
         transient = False
     elif isinstance(error, TransientError):
         retry_after = error.retry_after
+        if isinstance(error, Throttled):
+            throttled_by = error.system
     error_type = type(error).__name__
     return Failure(
         stage=stage,
@@ -65,6 +82,7 @@ def classify(error: BaseException) -> Failure:
         fingerprint=fingerprint(stage, error_type, _application_frame(error.__traceback__), paths),
         field_paths=tuple(paths),
         retry_after=retry_after,
+        throttled_by=throttled_by,
     )
 
 

@@ -14,16 +14,17 @@ from sqlalchemy import Engine
 from contracts.catalogue import REGISTRY
 from handlers.downstream import Downstream
 from workers.adapters.http import HttpDownstream
+from workers.adapters.rate_limit import per_second, rate_limits
 from workers.failure_policy import FailurePolicy
 from workers.flow import Flow
-from workers.flows import orders
+from workers.flows import catalog, fulfillment, inventory, orders, payments, returns
 from workers.metrics import Outcomes
 from workers.pipeline import FlowPipeline
 from workers.retrying import RetryBudget
 from workers.settings import Settings
 from workers.topology import DEAD_LETTER_SUFFIX, Topology
 
-FLOWS: tuple[Flow, ...] = (orders.FLOW,)
+FLOWS: tuple[Flow, ...] = (orders.FLOW, inventory.FLOW, payments.FLOW, fulfillment.FLOW, returns.FLOW, catalog.FLOW)
 
 
 class ConfigurationError(Exception):
@@ -61,6 +62,7 @@ def middleware(settings: Settings, outcomes: Outcomes) -> list[Middleware]:
         min_backoff_ms=settings.retry_min_backoff_ms,
         max_backoff_ms=settings.retry_max_backoff_ms,
         window_ms=settings.retry_window_seconds * 1000,
+        max_throttled_retries=settings.max_throttled_retries,
     )
     return [
         TimeLimit(time_limit=settings.handler_time_limit_ms),
@@ -71,15 +73,24 @@ def middleware(settings: Settings, outcomes: Outcomes) -> list[Middleware]:
 
 
 def http_downstream(settings: Settings, flows: tuple[Flow, ...] = FLOWS) -> dict[str, Downstream]:
-    """One HTTP adapter per system the flows use; an unset URL stops start-up with a clear message."""
+    """One HTTP adapter per system the flows use; an unset URL stops start-up with a clear message.
+
+    The adapters share one rate-limit store (Redis with FLOWFLEET_REDIS_URL); closing any adapter closes it.
+    """
     systems = sorted({system for flow in flows for system in flow.systems})
     missing = [s for s in systems if not settings.downstream_url(s)]
     if missing:
         names = ", ".join(f"FLOWFLEET_{s.upper()}_URL" for s in missing)
         raise ConfigurationError(f"set {names}: the flows {', '.join(f.name for f in flows)} send effects there")
+    if not systems:
+        return {}
+    limits = rate_limits(settings)
     return {
         system: HttpDownstream(
-            system, settings.downstream_url(system) or "", timeout=settings.downstream_timeout_seconds
+            system,
+            settings.downstream_url(system) or "",
+            timeout=settings.downstream_timeout_seconds,
+            rate_limit=limits.for_system(system, per_second(settings, system)),
         )
         for system in systems
     }

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     notify_url: str | None = None
     payments_url: str | None = None
     downstream_timeout_seconds: float = 10.0
+    #: Requests per second each system takes from the whole fleet (shared through FLOWFLEET_REDIS_URL;
+    #: without it, from each process); 0 = no limit.
+    erp_rate_limit: int = Field(default=50, ge=0)
+    channels_rate_limit: int = Field(default=50, ge=0)
+    notify_rate_limit: int = Field(default=50, ge=0)
+    payments_rate_limit: int = Field(default=50, ge=0)
 
     worker_threads: int = Field(default=8, ge=1, le=256)
     #: Unacked messages per consumer; RabbitMQ recommends 100-300 for throughput.
@@ -43,6 +49,8 @@ class Settings(BaseSettings):
     #: ... and within this window from the first failure: kept below RabbitMQ's 30-minute
     #: consumer timeout, because delayed retries wait unacked in worker memory.
     retry_window_seconds: int = Field(default=20 * 60, ge=1, le=25 * 60)
+    #: Throttled tries (a 429, or the rate limit) spend neither the attempts nor the window, only this.
+    max_throttled_retries: int = Field(default=30, ge=0, le=1000)
     #: Events older than this are dead-lettered with stage `expired` instead of applied.
     max_event_age_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     handler_time_limit_ms: int = Field(default=60_000, ge=100)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from handlers.catalog import Price, Product
-from handlers.fulfillment import Shipment
+from contracts.catalog import PriceChangedV1, ProductUpdatedV1
+from contracts.fulfillment import ShipmentDeliveredV1, ShipmentDispatchedV1
+from contracts.inventory import InventoryAdjustedV1, InventoryCountedV1
+from contracts.orders import OrderCancelledV1, OrderCreatedV2
+from contracts.payments import PaymentAuthorizedV1, PaymentCapturedV1, PaymentFailedV1, PaymentRefundedV1
+from contracts.returns import ReturnReceivedV1, ReturnRequestedV1
+from handlers.catalog import Price, Product, change_price, update_product
+from handlers.fulfillment import Shipment, deliver_shipment, dispatch_shipment
+from handlers.inventory import StockChanged, adjust_stock, count_stock
 from handlers.order_book import Order
-from handlers.payments import Payment
-from handlers.returns import Return
+from handlers.orders import cancel_order, place_order
+from handlers.outcomes import Stale
+from handlers.payments import Payment, authorize_payment, capture_payment, fail_payment, refund_payment
+from handlers.returns import Return, receive_return, request_return
 from handlers.stock import StockLevel
 
 
@@ -22,6 +31,7 @@ class InMemoryStockBook:
             (sku, location): StockLevel(sku, location, on_hand=quantity)
             for (sku, location), quantity in (on_hand or {}).items()
         }
+        self.locked: list[list[str]] = []
 
     def level(self, sku: str, location: str) -> StockLevel:
         return copy.copy(self.rows.get((sku, location)) or StockLevel(sku, location))
@@ -31,6 +41,9 @@ class InMemoryStockBook:
 
     def save(self, level: StockLevel) -> None:
         self.rows[(level.sku, level.location)] = copy.copy(level)
+
+    def lock(self, skus: Iterable[str]) -> None:
+        self.locked.append(sorted(set(skus)))
 
     def available(self, sku: str, location: str) -> int:
         return self.level(sku, location).available
@@ -149,3 +162,100 @@ class RecordingDownstream:
 
     def paths(self) -> list[str]:
         return [path for path, _payload, _key in self.posts]
+
+
+class Shop:
+    """One retailer's whole state in memory, with every handler wired to it the way the runtime wires it.
+
+    `snapshot()` deep-copies every book and every downstream post, so a test can show that a
+    rejected or stale event changed nothing at all.
+    """
+
+    def __init__(self, on_hand: Mapping[tuple[str, str], int] | None = None) -> None:
+        self.stock = InMemoryStockBook(on_hand)
+        self.orders = InMemoryOrderBook()
+        self.payment_book = InMemoryPaymentBook()
+        self.shipments = InMemoryShipmentBook()
+        self.returns = InMemoryReturnBook()
+        self.catalog = InMemoryCatalog()
+        self.erp = RecordingDownstream()
+        self.channels = RecordingDownstream()
+        self.notify = RecordingDownstream()
+        #: The payments system (the gateway), which returns ask for refunds.
+        self.payments = RecordingDownstream()
+
+    def snapshot(self) -> dict[str, Any]:
+        return copy.deepcopy(
+            {
+                "stock": self.stock.rows,
+                "orders": self.orders.orders,
+                "payments": self.payment_book.payments,
+                "shipments": self.shipments.shipments,
+                "returns": self.returns.returns,
+                "prices": self.catalog.prices,
+                "products": self.catalog.products,
+                "posts": {
+                    name: system.posts
+                    for name, system in (
+                        ("erp", self.erp),
+                        ("channels", self.channels),
+                        ("notify", self.notify),
+                        ("payments", self.payments),
+                    )
+                },
+            }
+        )
+
+    def level(self, sku: str, location: str) -> StockLevel:
+        return self.stock.level(sku, location)
+
+    def order(self, order_id: str) -> Order:
+        order = self.orders.get(order_id)
+        assert order is not None, f"order {order_id} is not in the book"
+        return order
+
+    # The handlers, wired to this shop's ports.
+
+    def place(self, event: OrderCreatedV2) -> Order:
+        return place_order(event, orders=self.orders, stock=self.stock, erp=self.erp, channels=self.channels)
+
+    def cancel(self, event: OrderCancelledV1) -> Order:
+        return cancel_order(event, orders=self.orders, stock=self.stock, erp=self.erp, channels=self.channels)
+
+    def adjust(self, event: InventoryAdjustedV1) -> StockChanged | Stale:
+        return adjust_stock(event, stock=self.stock, orders=self.orders, channels=self.channels)
+
+    def count(self, event: InventoryCountedV1) -> StockChanged | Stale:
+        return count_stock(event, stock=self.stock, orders=self.orders, channels=self.channels)
+
+    def authorize(self, event: PaymentAuthorizedV1) -> Payment:
+        return authorize_payment(event, payments=self.payment_book, orders=self.orders)
+
+    def capture(self, event: PaymentCapturedV1) -> Payment:
+        return capture_payment(event, payments=self.payment_book, erp=self.erp)
+
+    def refund(self, event: PaymentRefundedV1) -> Payment:
+        return refund_payment(event, payments=self.payment_book, erp=self.erp)
+
+    def fail(self, event: PaymentFailedV1) -> Payment:
+        return fail_payment(event, payments=self.payment_book, orders=self.orders, notify=self.notify)
+
+    def dispatch(self, event: ShipmentDispatchedV1) -> Order:
+        return dispatch_shipment(
+            event, orders=self.orders, stock=self.stock, shipments=self.shipments, notify=self.notify
+        )
+
+    def deliver(self, event: ShipmentDeliveredV1) -> Order:
+        return deliver_shipment(event, orders=self.orders, shipments=self.shipments, notify=self.notify)
+
+    def request_return(self, event: ReturnRequestedV1) -> Return:
+        return request_return(event, orders=self.orders, stock=self.stock, returns=self.returns)
+
+    def receive_return(self, event: ReturnReceivedV1) -> Return:
+        return receive_return(event, orders=self.orders, stock=self.stock, returns=self.returns, payments=self.payments)
+
+    def change_price(self, event: PriceChangedV1) -> Price | Stale:
+        return change_price(event, catalog=self.catalog, channels=self.channels)
+
+    def update_product(self, event: ProductUpdatedV1) -> Product | Stale:
+        return update_product(event, catalog=self.catalog, channels=self.channels)

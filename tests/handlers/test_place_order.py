@@ -99,6 +99,14 @@ def test_two_lines_of_the_same_sku_draw_on_the_same_stock() -> None:
     assert [line.status for line in placed.lines] == ["reserved", "backordered"]
 
 
+def test_every_sku_of_the_order_is_locked_at_once_in_sorted_order_before_any_reservation() -> None:
+    stock = InMemoryStockBook({("TEE", "berlin"): 5, ("MUG", "berlin"): 5})
+
+    place(an_order(("TEE", 1), ("MUG", 1), ("TEE", 1)), stock)
+
+    assert stock.locked == [["MUG", "TEE"]]
+
+
 def test_the_order_is_kept_in_the_order_book_with_its_outcome() -> None:
     order = an_order(("TEE", 1))
 

@@ -28,7 +28,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from workers.demo import order_v2
+from workers.demo_day import order_v2
 
 RABBIT_HOST = os.environ.get("FLOWFLEET_TEST_RABBIT_HOST", "127.0.0.1")
 RABBIT_PORT = int(os.environ.get("FLOWFLEET_TEST_RABBIT_PORT", "5672"))
@@ -585,3 +585,147 @@ def publish_rejects(publish: Callable[..., None]) -> Callable[[], RejectedMessag
         return RejectedMessages(unknown["message_id"], invalid["message_id"], "ORD-REJ-Q")
 
     return send
+
+
+# -- the six commerce flows ------------------------------------------------------------------------
+
+
+def dedup_key_of(contract: str, data: dict[str, Any], version: int | None = None) -> str:
+    """The dedup key the fleet derives from `data`, as its contract declares it."""
+    from contracts.catalogue import REGISTRY
+
+    found = REGISTRY.get(contract)
+    return found.dedup_key(found.parse(version or found.latest_version, data))
+
+
+class Store:
+    """Reads the commerce tables of the test's database (payments, shipments, returns, catalog)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def payment(self, payment_id: str) -> dict[str, Any] | None:
+        rows = self.database.rows("SELECT * FROM payments WHERE payment_id = %s", payment_id)
+        return rows[0] if rows else None
+
+    def payment_operations(self, payment_id: str) -> list[tuple[str, str, int]]:
+        rows = self.database.rows(
+            "SELECT kind, operation_id, amount_minor FROM payment_operations WHERE payment_id = %s "
+            "ORDER BY kind, operation_id",
+            payment_id,
+        )
+        return [(row["kind"], row["operation_id"], row["amount_minor"]) for row in rows]
+
+    def shipments(self, order_id: str) -> list[dict[str, Any]]:
+        return self.database.rows("SELECT * FROM shipments WHERE order_id = %s ORDER BY shipment_id", order_id)
+
+    def shipment_lines(self, shipment_id: str) -> list[tuple[str, int]]:
+        rows = self.database.rows(
+            "SELECT line_id, quantity FROM shipment_lines WHERE shipment_id = %s ORDER BY line_id", shipment_id
+        )
+        return [(row["line_id"], row["quantity"]) for row in rows]
+
+    def rma(self, rma_id: str) -> dict[str, Any] | None:
+        rows = self.database.rows("SELECT * FROM returns WHERE rma_id = %s", rma_id)
+        return rows[0] if rows else None
+
+    def rma_lines(self, rma_id: str) -> list[dict[str, Any]]:
+        return self.database.rows("SELECT * FROM return_lines WHERE rma_id = %s ORDER BY line_id", rma_id)
+
+    def price(self, sku: str, currency: str) -> dict[str, Any] | None:
+        rows = self.database.rows("SELECT * FROM prices WHERE sku = %s AND currency = %s", sku, currency)
+        return rows[0] if rows else None
+
+    def product(self, sku: str) -> dict[str, Any] | None:
+        rows = self.database.rows("SELECT * FROM products WHERE sku = %s", sku)
+        return rows[0] if rows else None
+
+    def stock_or_none(self, sku: str, location: str) -> dict[str, Any] | None:
+        rows = self.database.rows("SELECT * FROM stock_levels WHERE sku = %s AND location = %s", sku, location)
+        return rows[0] if rows else None
+
+    def applied(self, contract: str, dedup_key: str) -> dict[str, Any] | None:
+        """The processed_events row of an event the fleet handled (applied, or counted as stale)."""
+        rows = self.database.rows(
+            "SELECT * FROM processed_events WHERE contract = %s AND dedup_key = %s", contract, dedup_key
+        )
+        return rows[0] if rows else None
+
+    def dead_letter(self, message_id: str) -> dict[str, Any] | None:
+        rows = self.database.rows("SELECT * FROM dead_letters WHERE message_id = %s", message_id)
+        return rows[0] if rows else None
+
+
+@pytest.fixture
+def store(database: Database) -> Store:
+    return Store(database)
+
+
+@pytest.fixture
+def emit(publish: Callable[..., None]) -> Callable[..., dict[str, Any]]:
+    """Publish one event of any contract, routed by its name; returns the envelope sent."""
+    from contracts.catalogue import REGISTRY
+
+    def send(
+        contract: str, data: dict[str, Any], *, version: int | None = None, raw_utf8: bool = False
+    ) -> dict[str, Any]:
+        sent = make_envelope(data, contract=contract, version=version or REGISTRY.get(contract).latest_version)
+        body: bytes | dict[str, Any] = json.dumps(sent, ensure_ascii=False).encode("utf-8") if raw_utf8 else sent
+        publish(body, routing_key=contract)
+        return sent
+
+    return send
+
+
+@pytest.fixture
+def apply_event(emit: Callable[..., dict[str, Any]], store: Store) -> Callable[..., dict[str, Any]]:
+    """Publish one event and wait until the fleet has handled it (its dedup key is in processed_events)."""
+
+    def send(contract: str, data: dict[str, Any], *, timeout: float = 20.0, **options: Any) -> dict[str, Any]:
+        sent = emit(contract, data, **options)
+        key = dedup_key_of(contract, data, sent["version"])
+        failed: list[dict[str, Any]] = []
+
+        def handled() -> bool:
+            if store.applied(contract, key):
+                return True
+            failed[:] = [row for row in [store.dead_letter(sent["message_id"])] if row]
+            if failed:
+                raise AssertionError(f"{contract} {key} was dead-lettered: {failed[0]['error_message']}")
+            return False
+
+        wait_until(handled, timeout=timeout, what=f"{contract} {key} to be applied")
+        return sent
+
+    return send
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The Prometheus endpoint of one worker (start it with FLOWFLEET_METRICS_PORT=str(metrics.port))."""
+
+    port: int
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of `name`'s samples whose labels include `labels` (0 when there are none)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
+            text = response.read().decode("utf-8")
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(free_port())

@@ -29,6 +29,9 @@ def raise_(error: BaseException) -> None:
 
 
 class _NoStock:
+    def lock(self, skus: object) -> None:
+        return None
+
     def levels(self, sku: str) -> list[object]:
         return []
 
@@ -49,13 +52,15 @@ class _RefusingErp:
 def erp_failure(error: Exception, order_id: str = "ORD-1") -> BaseException:
     order = ORDER_CREATED.parse(2, {**ORDER_CREATED.examples[2], "order_id": order_id})
     assert isinstance(order, OrderCreatedV2)
-    return caught(lambda: place_order(
+    return caught(
+        lambda: place_order(
             order,
             orders=_NoOrders(),
             stock=_NoStock(),
             erp=_RefusingErp(error),
             channels=_RefusingErp(error),
-        ))
+        )
+    )
 
 
 def contract_failure(quantity: object, line: int = 0) -> BaseException:

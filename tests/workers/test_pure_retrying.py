@@ -115,3 +115,62 @@ def test_any_offered_delay_respects_the_attempts_backoff_window_and_retry_after(
     else:
         assert result >= int(retry_after_s * 1000)
         assert result <= max(ceiling, int(retry_after_s * 1000))
+
+
+# --- throttled tries: their own cap, never the attempts or the window --------------------------------
+
+
+def throttled_delay(budget: RetryBudget = BUDGET, *, throttles: int, retry_after_s: float | None = None) -> int | None:
+    return budget.next_throttled_delay_ms(throttles=throttles, retry_after_s=retry_after_s)
+
+
+def test_throttled_tries_are_retried_up_to_their_own_cap_whatever_the_attempts() -> None:
+    budget = RetryBudget(max_attempts=1, min_backoff_ms=100, max_backoff_ms=1_000, window_ms=1, max_throttled_retries=3)
+
+    assert [throttled_delay(budget, throttles=n) is not None for n in (1, 2, 3, 4, 5)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_the_throttle_cap_defaults_to_thirty() -> None:
+    assert throttled_delay(throttles=30) is not None
+    assert throttled_delay(throttles=31) is None
+
+
+@pytest.mark.parametrize("end", ["low", "high"])
+def test_a_throttled_retry_backs_off_exponentially_with_jitter(jitter_at: Callable[[str], None], end: str) -> None:
+    jitter_at(end)
+
+    assert [throttled_delay(throttles=n) for n in (1, 2, 3, 6, 20)] == (
+        [500, 1_000, 2_000, 15_000, 15_000] if end == "low" else [1_000, 2_000, 4_000, 30_000, 30_000]
+    )
+
+
+def test_a_throttled_retry_waits_at_least_the_retry_after(jitter_at: Callable[[str], None]) -> None:
+    jitter_at("high")
+
+    assert throttled_delay(throttles=1, retry_after_s=7.5) == 7_500
+    assert throttled_delay(throttles=3, retry_after_s=0.5) == 4_000
+
+
+def test_a_throttled_retry_never_waits_beyond_the_maximum_backoff() -> None:
+    assert throttled_delay(throttles=1, retry_after_s=600) == 30_000
+
+
+@given(budgets, st.integers(1, 40), st.none() | st.floats(0, 600))
+def test_any_throttled_delay_respects_the_cap_the_backoff_and_retry_after(
+    budget: RetryBudget, throttles: int, retry_after_s: float | None
+) -> None:
+    result = throttled_delay(budget, throttles=throttles, retry_after_s=retry_after_s)
+
+    assert (result is None) == (throttles > budget.max_throttled_retries)
+    if result is None:
+        return
+    assert result <= budget.max_backoff_ms
+    assert result >= min(budget.max_backoff_ms, budget.min_backoff_ms * 2 ** (throttles - 1)) // 2
+    if retry_after_s is not None:
+        assert result >= min(int(retry_after_s * 1000), budget.max_backoff_ms)

@@ -1,4 +1,4 @@
-"""The reference downstream adapter: JSON over HTTP POST with an Idempotency-Key header."""
+"""The reference downstream adapter: JSON over HTTP POST with an Idempotency-Key, within the fleet's rate limit."""
 
 from __future__ import annotations
 
@@ -7,22 +7,40 @@ from typing import Any
 
 import httpx
 
-from handlers.errors import TransientError
+from handlers.errors import Throttled, TransientError
+from workers.adapters.rate_limit import RateLimit
 from workers.adapters.responses import raise_for_status
 from workers.metrics import downstream_requests_total
 
 
 class HttpDownstream:
-    """One downstream system at `base_url`; timeouts and connection errors are transient."""
+    """One downstream system at `base_url`; timeouts and connection errors are transient.
+
+    With a `rate_limit`, each request first takes a slot of the fleet's rate for this system (or is held
+    back, raising Throttled), and a 429's Retry-After pauses the whole fleet's requests to it.
+    """
 
     def __init__(
-        self, system: str, base_url: str, *, timeout: float = 10.0, client: httpx.Client | None = None
+        self,
+        system: str,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        client: httpx.Client | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.system = system
         self.base_url = base_url.rstrip("/")
         self._client = client or httpx.Client(timeout=timeout, headers={"User-Agent": "flowfleet"})
+        self._rate_limit = rate_limit
 
     def post(self, path: str, payload: Mapping[str, Any], *, idempotency_key: str) -> None:
+        if self._rate_limit is not None:
+            try:
+                self._rate_limit.acquire(path)
+            except Throttled:
+                downstream_requests_total.labels(self.system, "rate_limited").inc()
+                raise
         try:
             response = self._client.post(
                 self.base_url + path, json=dict(payload), headers={"Idempotency-Key": idempotency_key}
@@ -37,13 +55,17 @@ class HttpDownstream:
             result = raise_for_status(
                 self.system, path, response.status_code, response.headers.get("Retry-After"), response.text
             )
-        except Exception:
+        except Exception as error:
             downstream_requests_total.labels(self.system, _status_class(response.status_code)).inc()
+            if isinstance(error, Throttled) and error.retry_after and self._rate_limit is not None:
+                self._rate_limit.pause(error.retry_after)
             raise
         downstream_requests_total.labels(self.system, result).inc()
 
     def close(self) -> None:
         self._client.close()
+        if self._rate_limit is not None:
+            self._rate_limit.close()
 
 
 def _status_class(status: int) -> str:

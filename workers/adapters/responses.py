@@ -1,11 +1,11 @@
-"""What a downstream answer means: 2xx and 409 done, 408/429/5xx transient, other 4xx permanent."""
+"""What a downstream answer means: 2xx and 409 done, 408/429/5xx transient (429: throttled), other 4xx permanent."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from handlers.errors import PermanentError, TransientError
+from handlers.errors import PermanentError, Throttled, TransientError
 
 #: A Retry-After beyond this is capped: the retry budget, not the other side, bounds the wait.
 MAX_RETRY_AFTER_SECONDS = 600.0
@@ -18,7 +18,9 @@ def raise_for_status(system: str, path: str, status: int, retry_after: str | Non
     if status == 409:
         return "already_applied"
     where = f"{system} POST {path} answered {status}"
-    if status in (408, 429) or status >= 500:
+    if status == 429:
+        raise Throttled(f"{where}{_detail(detail)}", system=system, retry_after=parse_retry_after(retry_after))
+    if status == 408 or status >= 500:
         raise TransientError(f"{where}{_detail(detail)}", retry_after=parse_retry_after(retry_after))
     raise PermanentError(f"{where}{_detail(detail)}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -34,6 +35,17 @@ class SqlStockBook:
             select(stock_levels).where(stock_levels.c.sku == sku).order_by(stock_levels.c.location).with_for_update()
         )
         return [_level(row) for row in self._connection.execute(query).mappings()]
+
+    def lock(self, skus: Iterable[str]) -> None:
+        wanted = sorted(set(skus))
+        if wanted:
+            query = (
+                select(stock_levels.c.sku)
+                .where(stock_levels.c.sku.in_(wanted))
+                .order_by(stock_levels.c.sku, stock_levels.c.location)
+                .with_for_update()
+            )
+            self._connection.execute(query).all()
 
     def save(self, level: StockLevel) -> None:
         self._connection.execute(
