@@ -72,7 +72,7 @@ def middleware(settings: Settings, outcomes: Outcomes) -> list[Middleware]:
     ]
 
 
-def http_downstream(settings: Settings, flows: tuple[Flow, ...] = FLOWS) -> dict[str, Downstream]:
+def http_downstream(settings: Settings, flows: tuple[Flow, ...] = FLOWS) -> dict[str, HttpDownstream]:
     """One HTTP adapter per system the flows use; an unset URL stops start-up with a clear message.
 
     The adapters share one rate-limit store (Redis with FLOWFLEET_REDIS_URL); closing any adapter closes it.

@@ -96,6 +96,8 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
         archive_drain.stop()
         archive_drain.join(timeout=10)
     broker.close()
+    for adapter in downstream.values():
+        adapter.close()
     engine.dispose()
     logger.info("worker stopped")
     return 0
