@@ -10,8 +10,7 @@ Rules:
 - When on hand shrinks below what is committed, quarantined units go first, then the newest
   reservations at that location go back to backorder, whole lines at a time.
 - When stock becomes available, backordered lines of the SKU are reserved there, oldest order
-  first, each line whole; a line too large for what is left waits and younger smaller lines may
-  go ahead of it.
+  first, each line whole (handlers.allocation).
 - When available-to-promise changed, the channels system is told.
 """
 
@@ -20,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.inventory import InventoryAdjustedV1, InventoryCountedV1
+from handlers.allocation import serve_backorders, take_back_reservations
 from handlers.availability import announce_availability
 from handlers.downstream import Downstream
 from handlers.order_book import OrderBook
@@ -86,8 +86,8 @@ def _apply(
     promised_before = available_to_promise(stock, level.sku)
     excess = set_on_hand(level, on_hand)
     level.last_sequence = sequence
-    unallocated = _take_back_reservations(level, excess, orders) if excess else []
-    allocated = _serve_backorders(level, orders)
+    unallocated = take_back_reservations(level, excess, orders) if excess else []
+    allocated = serve_backorders(level, orders)
     level.check()
     stock.save(level)
     if available_to_promise(stock, level.sku) != promised_before:
@@ -101,42 +101,3 @@ def _apply(
         allocated_lines=tuple(allocated),
         unallocated_lines=tuple(unallocated),
     )
-
-
-def _take_back_reservations(level: StockLevel, excess: int, orders: OrderBook) -> list[tuple[str, str]]:
-    """Return the newest unshipped reservations at this location to backorder until `excess` is covered."""
-    taken: list[tuple[str, str]] = []
-    for order in orders.reserved_at(level.sku, level.location):
-        for line in order.lines:
-            if excess <= 0:
-                break
-            if line.sku == level.sku and line.location == level.location and line.status == "reserved":
-                freed = line.unshipped
-                line.status, line.location = "backordered", None
-                level.reserved -= freed
-                excess -= freed
-                taken.append((order.order_id, line.line_id))
-        order.refresh_status()
-        orders.save(order)
-        if excess <= 0:
-            break
-    return taken
-
-
-def _serve_backorders(level: StockLevel, orders: OrderBook) -> list[tuple[str, str]]:
-    """Reserve backordered lines of this SKU here, oldest order first, while stock is available."""
-    served: list[tuple[str, str]] = []
-    for order in orders.backordered(level.sku):
-        if level.available <= 0:
-            break
-        changed = False
-        for line in order.lines:
-            if line.sku == level.sku and line.status == "backordered" and line.unshipped <= level.available:
-                line.status, line.location = "reserved", level.location
-                level.reserved += line.unshipped
-                served.append((order.order_id, line.line_id))
-                changed = True
-        if changed:
-            order.refresh_status()
-            orders.save(order)
-    return served

@@ -7,7 +7,8 @@ Rules:
   flow allocates it when stock arrives.
 - Every order is exported to the ERP, backordered lines included, with an idempotency key derived
   from the order id, so retries and redeliveries never create a second ERP order.
-- A cancel releases every unshipped reservation and is sent to the ERP. An order with a shipped
+- A cancel releases every unshipped reservation, which serves backordered lines of other orders
+  (oldest first), and is sent to the ERP. An order with a shipped
   line cannot be cancelled (that is a return): a business rejection. A cancel for an order not
   seen yet is retried for a while, since it may have overtaken its `order.created`.
 - Reservations and releases change what the channels may sell: the new available-to-promise is pushed.
@@ -16,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 from contracts.orders import OrderCancelledV1, OrderCreatedV2
+from handlers.allocation import serve_backorders
 from handlers.availability import announce_availability
 from handlers.downstream import Downstream
 from handlers.errors import PermanentError, TransientError
@@ -60,20 +62,23 @@ def cancel_order(
         raise PermanentError(
             f"order {order.order_id} cannot be cancelled: lines {', '.join(shipped)} have shipped (use a return)"
         )
-    released = []
+    released = [(line.sku, line.location) for line in order.lines if line.status == "reserved" and line.location]
     for line in order.lines:
         if line.status == "reserved" and line.location is not None:
             release(stock, line.sku, line.location, line.quantity)
-            released.append(line.sku)
         line.status, line.location = "cancelled", None
     order.status = "cancelled"
     orders.save(order)
+    for sku, location in released:
+        level = stock.level(sku, location)
+        if serve_backorders(level, orders):
+            stock.save(level)
     erp.post(
         f"/orders/{order.order_id}/cancellation",
         {"order_id": order.order_id, "reason": event.reason},
         idempotency_key=f"order-cancel:{order.order_id}",
     )
-    announce_availability(channels, stock, released, cause=f"order.cancelled:{order.order_id}")
+    announce_availability(channels, stock, [sku for sku, _ in released], cause=f"order.cancelled:{order.order_id}")
     return order
 
 

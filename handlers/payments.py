@@ -69,6 +69,7 @@ def capture_payment(event: PaymentCapturedV1, *, payments: PaymentBook, erp: Dow
     if found is not None and found.status == "failed":
         raise PermanentError(f"payment {event.payment_id} has failed; capture {event.capture_id} is refused")
     payment = _authorized(found, event.payment_id, event.currency, "capture")
+    _same_order(payment, event.order_id, f"capture {event.capture_id}")
     if payment.captured_minor + event.amount_minor > payment.authorized_minor:
         raise PermanentError(
             f"capture {event.capture_id} of {event.amount_minor} would take payment {payment.payment_id} to "
@@ -94,6 +95,7 @@ def capture_payment(event: PaymentCapturedV1, *, payments: PaymentBook, erp: Dow
 
 def refund_payment(event: PaymentRefundedV1, *, payments: PaymentBook, erp: Downstream) -> Payment:
     payment = _authorized(payments.get(event.payment_id), event.payment_id, event.currency, "refund")
+    _same_order(payment, event.order_id, f"refund {event.refund_id}")
     if payment.refunded_minor + event.amount_minor > payment.captured_minor:
         raise TransientError(
             f"refund {event.refund_id} of {event.amount_minor} would take payment {payment.payment_id}'s refunds to "
@@ -150,3 +152,10 @@ def _authorized(payment: Payment | None, payment_id: str, currency: str, what: s
     if currency != payment.currency:
         raise PermanentError(f"{what} in {currency} for payment {payment_id}, which is in {payment.currency}")
     return payment
+
+
+def _same_order(payment: Payment, order_id: str, what: str) -> None:
+    if payment.order_id != order_id:
+        raise PermanentError(
+            f"{what} names order {order_id}, but payment {payment.payment_id} is for {payment.order_id}"
+        )

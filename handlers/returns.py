@@ -6,7 +6,9 @@ Rules:
   event may be late); more than was shipped is a business rejection.
 - Requested units count as return-pending at the RMA's location until they arrive.
 - On receipt, each unit leaves return-pending and joins stock on hand there: sellable units
-  become available, damaged ones are quarantined. No more than was requested can be received.
+  become available (serving backordered lines there, oldest first, and pushing the new
+  available-to-promise to the channels), damaged ones are quarantined. No more than was
+  requested can be received.
 - A receipt for an RMA not seen yet is retried for a bounded time.
 - Every receipt requests a refund from the payments system: the received units at their order
   price, less the receipt's adjustment (restocking fee, damage deduction), never below zero;
@@ -18,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from contracts.returns import ReturnReceivedV1, ReturnRequestedV1
+from contracts.returns import ReceivedLine, ReturnReceivedV1, ReturnRequestedV1
+from handlers.allocation import serve_backorders
+from handlers.availability import announce_availability
 from handlers.downstream import Downstream
 from handlers.errors import PermanentError, TransientError
 from handlers.order_book import OrderBook
@@ -95,7 +99,13 @@ def request_return(event: ReturnRequestedV1, *, orders: OrderBook, stock: StockB
 
 
 def receive_return(
-    event: ReturnReceivedV1, *, orders: OrderBook, stock: StockBook, returns: ReturnBook, payments: Downstream
+    event: ReturnReceivedV1,
+    *,
+    orders: OrderBook,
+    stock: StockBook,
+    returns: ReturnBook,
+    payments: Downstream,
+    channels: Downstream,
 ) -> Return:
     rma = returns.get(event.rma_id)
     if rma is None:
@@ -133,6 +143,7 @@ def receive_return(
             level.quarantined += received.quantity
         else:
             line.sellable += received.quantity
+            serve_backorders(level, orders)
         level.check()
         stock.save(level)
     refund = gross - event.adjustment_minor
@@ -152,4 +163,15 @@ def receive_return(
         },
         idempotency_key=f"return-refund:{event.receipt_id}",
     )
+    sellable = [rma_line.sku for rma_line, received in _received_lines(rma, event) if received.condition == "sellable"]
+    announce_availability(channels, stock, sellable, cause=f"return.received:{event.receipt_id}")
     return rma
+
+
+def _received_lines(rma: Return, event: ReturnReceivedV1) -> list[tuple[ReturnLine, ReceivedLine]]:
+    pairs = []
+    for received in event.lines:
+        line = rma.line(received.line_id)
+        assert line is not None, "checked before anything changed"
+        pairs.append((line, received))
+    return pairs

@@ -95,7 +95,9 @@ def set_on_hand(level: StockLevel, on_hand: int) -> int:
             "the warehouse's figures disagree with the ledger: send an inventory.counted"
         )
     level.on_hand = on_hand
-    level.quarantined = min(level.quarantined, on_hand)
+    shortfall = level.reserved + level.quarantined - on_hand
+    if shortfall > 0:
+        level.quarantined -= min(shortfall, level.quarantined)
     return max(0, level.reserved - (level.on_hand - level.quarantined))
 
 

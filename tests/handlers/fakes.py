@@ -252,7 +252,14 @@ class Shop:
         return request_return(event, orders=self.orders, stock=self.stock, returns=self.returns)
 
     def receive_return(self, event: ReturnReceivedV1) -> Return:
-        return receive_return(event, orders=self.orders, stock=self.stock, returns=self.returns, payments=self.payments)
+        return receive_return(
+            event,
+            orders=self.orders,
+            stock=self.stock,
+            returns=self.returns,
+            payments=self.payments,
+            channels=self.channels,
+        )
 
     def change_price(self, event: PriceChangedV1) -> Price | Stale:
         return change_price(event, catalog=self.catalog, channels=self.channels)

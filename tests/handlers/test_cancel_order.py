@@ -197,3 +197,19 @@ def test_cancelling_twice_is_harmless() -> None:
     assert again.status == "cancelled"
     assert shop.snapshot() == after_first
     assert shop.level("TEE", "berlin").reserved == 4
+
+
+def test_stock_a_cancel_frees_serves_the_oldest_backordered_line_before_any_new_order() -> None:
+    shop = Shop({("TEE", "berlin"): 3})
+    shop.place(an_order(("TEE", 3), order_id="ORD-1"))
+    shop.place(an_order(("TEE", 2), order_id="ORD-2"))
+    assert shop.order("ORD-2").status == "backordered"
+
+    shop.cancel(a_cancel("ORD-1"))
+    shop.place(an_order(("TEE", 2), order_id="ORD-3"))
+
+    assert shop.order("ORD-2").status == "reserved"
+    assert shop.order("ORD-2").lines[0].location == "berlin"
+    assert shop.order("ORD-3").status == "backordered", "the one unit left does not cover ORD-3"
+    assert shop.level("TEE", "berlin").reserved == 2
+    assert shop.channels.posts[-1][1] == {"sku": "TEE", "available": 1}, "availability after the cancel"

@@ -293,3 +293,15 @@ def test_a_delivery_that_names_another_order_than_its_shipment_is_rejected() -> 
         shop.deliver(delivered("SHP-1", order_id="ORD-2"))
 
     assert shop.snapshot() == before
+
+
+def test_a_second_delivery_of_a_delivered_shipment_changes_nothing_and_notifies_no_one() -> None:
+    shop = shop_with_order(("TEE", 2))
+    shop.dispatch(dispatched("SHP-1", ("L1", 2)))
+    shop.deliver(delivered("SHP-1"))
+    before = shop.snapshot()
+
+    order = shop.deliver(delivered("SHP-1"))
+
+    assert order.status == "delivered"
+    assert shop.snapshot() == before

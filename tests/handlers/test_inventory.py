@@ -225,13 +225,6 @@ def test_shrinking_with_spare_available_stock_takes_back_nothing() -> None:
     assert shop.order("ORD-1").status == "reserved"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: handlers.stock.set_on_hand keeps quarantined units and takes back reservations first; "
-        "the docstrings of handlers/inventory.py and handlers/stock.py say quarantined units go first"
-    ),
-)
 def test_writing_off_quarantined_units_does_not_take_back_a_customers_reservation() -> None:
     shop = shop_at(10)
     shop.stock.save(StockLevel("TEE", "berlin", on_hand=10, quarantined=2, last_sequence=10))

@@ -441,3 +441,31 @@ def test_no_sequence_of_captures_and_refunds_moves_more_money_than_came_in(
             for path in ("/payments/captures", "/payments/refunds")
         }
         assert erp_total == {"/payments/captures": captured_total, "/payments/refunds": refunded_total}
+
+
+def test_a_capture_for_a_payment_whose_authorization_was_declined_is_refused_at_once_not_retried() -> None:
+    shop = Shop()
+    shop.place(an_order())
+    shop.fail(failed("authorization", "card_declined"))
+    before = shop.snapshot()
+
+    with pytest.raises(PermanentError, match="PAY-1 has failed; capture CAP-1 is refused"):
+        shop.capture(captured("CAP-1", 1000))
+
+    assert shop.snapshot() == before
+
+
+@pytest.mark.parametrize("operation", ["capture", "refund"])
+def test_a_capture_or_refund_naming_another_order_than_its_payment_is_rejected(operation: str) -> None:
+    shop = shop_with_payment(5000)
+    shop.capture(captured("CAP-1", 2000))
+    data = {"payment_id": "PAY-1", "order_id": "ORD-OTHER", "amount_minor": 100, "currency": "EUR"}
+    before = shop.snapshot()
+
+    with pytest.raises(PermanentError, match="names order ORD-OTHER, but payment PAY-1 is for ORD-1"):
+        if operation == "capture":
+            shop.capture(PaymentCapturedV1.model_validate({**data, "capture_id": "CAP-2"}))
+        else:
+            shop.refund(PaymentRefundedV1.model_validate({**data, "refund_id": "REF-1"}))
+
+    assert shop.snapshot() == before

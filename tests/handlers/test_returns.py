@@ -9,6 +9,7 @@ import pytest
 from fakes import Shop
 
 from contracts.fulfillment import ShipmentDeliveredV1, ShipmentDispatchedV1
+from contracts.inventory import InventoryCountedV1
 from contracts.orders import OrderCreatedV2
 from contracts.returns import ReturnReceivedV1, ReturnRequestedV1
 from handlers.errors import PermanentError, TransientError
@@ -366,3 +367,32 @@ def test_localized_text_survives_from_the_wire_into_the_stock_book_and_the_refun
     _path, payload, key = shop.payments.posts[0]
     assert payload["rma_id"] == "RMA-Ü-返品-1"
     assert key == "return-refund:RCV-ß-1"
+
+
+def test_sellable_units_back_in_stock_serve_a_backordered_line_there_and_are_announced_to_the_channels() -> None:
+    shop = shop_with_delivered_order()
+    shop.count(InventoryCountedV1.model_validate({"sku": "TEE", "location": "berlin", "on_hand": 0, "sequence": 1}))
+    shop.place(an_order(("TEE", 1, 1999), order_id="ORD-3"))
+    assert shop.order("ORD-3").status == "backordered"
+    shop.request_return(requested("RMA-1", ("L1", 2)))
+
+    shop.receive_return(received("RCV-1", ("L1", 2, "sellable")))
+
+    assert shop.order("ORD-3").status == "reserved"
+    assert shop.order("ORD-3").lines[0].location == HUB
+    assert shop.level("TEE", HUB).available == 1
+    path, payload, key = shop.channels.posts[-1]
+    assert (path, payload, key) == ("/availability", {"sku": "TEE", "available": 1}, "atp:return.received:RCV-1:TEE")
+
+
+def test_damaged_units_back_in_stock_serve_no_backorder_and_announce_nothing() -> None:
+    shop = shop_with_delivered_order()
+    shop.count(InventoryCountedV1.model_validate({"sku": "TEE", "location": "berlin", "on_hand": 0, "sequence": 1}))
+    shop.place(an_order(("TEE", 1, 1999), order_id="ORD-3"))
+    shop.request_return(requested("RMA-1", ("L1", 1)))
+    posts_before = len(shop.channels.posts)
+
+    shop.receive_return(received("RCV-1", ("L1", 1, "damaged")))
+
+    assert shop.order("ORD-3").status == "backordered"
+    assert len(shop.channels.posts) == posts_before

@@ -23,8 +23,15 @@ def apply(parsed: ParsedEvent, connection: Connection, downstream: Mapping[str, 
     if isinstance(event, ReturnRequestedV1):
         return request_return(event, orders=orders, stock=stock, returns=returns)
     if isinstance(event, ReturnReceivedV1):
-        return receive_return(event, orders=orders, stock=stock, returns=returns, payments=downstream["payments"])
+        return receive_return(
+            event,
+            orders=orders,
+            stock=stock,
+            returns=returns,
+            payments=downstream["payments"],
+            channels=downstream["channels"],
+        )
     raise AssertionError(f"the returns flow has no handler for {parsed.contract.name}")
 
 
-FLOW = Flow(name=NAME, systems=("payments",), apply=apply)
+FLOW = Flow(name=NAME, systems=("payments", "channels"), apply=apply)
