@@ -2,8 +2,8 @@
 
 Rules:
 - A return is requested for delivered units only: across every RMA of a line, never more than
-  was delivered. Units shipped but not yet delivered are retried for a while (the delivery
-  event may be late); more than was shipped is a business rejection.
+  was delivered. Units not delivered yet are retried for a while (the dispatch or delivery event
+  may be late); more than was ordered is a business rejection.
 - Requested units count as return-pending at the RMA's location until they arrive.
 - On receipt, each unit leaves return-pending and joins stock on hand there: sellable units
   become available (serving backordered lines there, oldest first, and pushing the new
@@ -74,10 +74,10 @@ def request_return(event: ReturnRequestedV1, *, orders: OrderBook, stock: StockB
         if line is None:
             raise PermanentError(f"order {order.order_id} has no line {requested.line_id}")
         wanted = line.return_requested + requested.quantity
-        if wanted > line.shipped:
+        if wanted > line.quantity:
             raise PermanentError(
                 f"line {line.line_id} of order {order.order_id}: {wanted} units asked back in all, "
-                f"but only {line.shipped} shipped"
+                f"but only {line.quantity} ordered"
             )
         if wanted > line.delivered:
             raise TransientError(

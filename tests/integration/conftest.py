@@ -303,11 +303,12 @@ class ErpRequest:
     def system(self) -> str:
         """Which downstream system the request was for: the first path segment names all but the ERP."""
         first = self.path.strip("/").split("/", 1)[0]
-        return first if first in OTHER_SYSTEMS else "erp"
+        return next((name for name, mount in OTHER_SYSTEMS.items() if mount == first), "erp")
 
 
-#: The ERP answers at the fake's root; the other systems under a path of their name.
-OTHER_SYSTEMS = ("channels", "notify", "payments")
+#: The ERP answers at the fake's root; the other systems under a mount of their own.
+#: The payment gateway gets a mount of its own, so its paths never collide with the ERP's `/payments/...`.
+OTHER_SYSTEMS = {"channels": "channels", "notify": "notify", "payments": "payment-gateway"}
 
 
 @dataclass
@@ -486,7 +487,7 @@ def service_env(vhost: str, database: Database, fake_erp: FakeErp) -> dict[str, 
         "FLOWFLEET_BROKER_URL": vhost,
         "FLOWFLEET_DATABASE_URL": database.url,
         "FLOWFLEET_ERP_URL": fake_erp.url,
-        **{f"FLOWFLEET_{name.upper()}_URL": f"{fake_erp.url}/{name}" for name in OTHER_SYSTEMS},
+        **{f"FLOWFLEET_{name.upper()}_URL": f"{fake_erp.url}/{mount}" for name, mount in OTHER_SYSTEMS.items()},
         "PYTHONUNBUFFERED": "1",
         **WORKER_ENV,
     }
@@ -654,6 +655,10 @@ class Store:
     def dead_letter(self, message_id: str) -> dict[str, Any] | None:
         rows = self.database.rows("SELECT * FROM dead_letters WHERE message_id = %s", message_id)
         return rows[0] if rows else None
+
+    def handled(self, contract: str, data: dict[str, Any], version: int | None = None) -> dict[str, Any] | None:
+        """The processed_events row of the event with this payload, found by the dedup key its contract derives."""
+        return self.applied(contract, dedup_key_of(contract, data, version))
 
 
 @pytest.fixture
