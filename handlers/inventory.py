@@ -42,47 +42,32 @@ class StockChanged:
 def adjust_stock(
     event: InventoryAdjustedV1, *, stock: StockBook, orders: OrderBook, channels: Downstream
 ) -> StockChanged | Stale:
+    """Move stock on hand by the event's delta."""
     level = stock.level(event.sku, event.location)
-    if level.is_stale(event.sequence):
-        return Stale(f"{event.sku}@{event.location}: sequence {event.sequence} <= applied {level.last_sequence}")
-    return _apply(
-        level,
-        level.on_hand + event.delta,
-        sequence=event.sequence,
-        contract="inventory.adjusted",
-        stock=stock,
-        orders=orders,
-        channels=channels,
-    )
+    return _apply(level, level.on_hand + event.delta, event, stock=stock, orders=orders, channels=channels)
 
 
 def count_stock(
     event: InventoryCountedV1, *, stock: StockBook, orders: OrderBook, channels: Downstream
 ) -> StockChanged | Stale:
+    """Set stock on hand to the counted figure."""
     level = stock.level(event.sku, event.location)
-    if level.is_stale(event.sequence):
-        return Stale(f"{event.sku}@{event.location}: sequence {event.sequence} <= applied {level.last_sequence}")
-    return _apply(
-        level,
-        event.on_hand,
-        sequence=event.sequence,
-        contract="inventory.counted",
-        stock=stock,
-        orders=orders,
-        channels=channels,
-    )
+    return _apply(level, event.on_hand, event, stock=stock, orders=orders, channels=channels)
 
 
 def _apply(
     level: StockLevel,
     on_hand: int,
+    event: InventoryAdjustedV1 | InventoryCountedV1,
     *,
-    sequence: int,
-    contract: str,
     stock: StockBook,
     orders: OrderBook,
     channels: Downstream,
-) -> StockChanged:
+) -> StockChanged | Stale:
+    if level.is_stale(event.sequence):
+        return Stale(f"{event.sku}@{event.location}: sequence {event.sequence} <= applied {level.last_sequence}")
+    contract = "inventory.adjusted" if isinstance(event, InventoryAdjustedV1) else "inventory.counted"
+    sequence = event.sequence
     promised_before = available_to_promise(stock, level.sku)
     excess = set_on_hand(level, on_hand)
     level.last_sequence = sequence
