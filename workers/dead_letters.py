@@ -3,6 +3,9 @@
 Two kinds of dead letter reach a `<queue>.XQ`: those the worker publishes (they carry the final
 error in `x-flowfleet-*` headers) and those the broker dead-letters itself, when a message exceeded
 the queue's delivery limit because its worker died every time (they carry RabbitMQ's `x-death`).
+
+A replayed copy's mark (workers.replay_headers) is kept through both, so a copy that fails again is
+archived as a new record linked to the one replayed, under a key of its own.
 """
 
 from __future__ import annotations
@@ -21,17 +24,24 @@ from contracts.envelope import decode_envelope
 from contracts.errors import RejectedMessage
 from workers.failures import Failure, fingerprint
 from workers.ingress import DRAMATIQ_FORMAT, FORMAT_HEADER, decode_body
+from workers.replay_headers import REPLAY_HEADERS, ReplayMark
 
 PREFIX = "x-flowfleet-"
 
 
-def dead_letter_id(queue_name: str, body: bytes) -> str:
-    """Identifies a dead letter by its queue and raw body.
+def dead_letter_id(queue_name: str, body: bytes, headers: Mapping[str, Any] | None = None) -> str:
+    """Identifies a dead letter by its queue and raw body, and for a replayed copy by the replay too.
 
     The same message dead-lettered twice (redelivered after its dead letter's confirm was lost) is
-    thereby archived once.
+    thereby archived once. A replayed copy (its `headers` carry a replay mark) that fails again is a
+    different dead letter from the one replayed, though its bytes are the same: its key adds the
+    replayed record's id and the replay action's id.
     """
-    return hashlib.sha256(queue_name.encode("utf-8") + b"\0" + body).hexdigest()[:40]
+    material = queue_name.encode("utf-8") + b"\0" + body
+    mark = ReplayMark.from_headers(headers)
+    if mark is not None:
+        material += b"\0" + mark.key_material()
+    return hashlib.sha256(material).hexdigest()[:40]
 
 
 def dead_letter_headers(
@@ -60,7 +70,7 @@ def dead_letter_headers(
         "last-failed-at": last_failed_ms,
         "event": json.dumps(dict(event)),
     }
-    originals = {k: v for k, v in original_headers.items() if not k.startswith(PREFIX) and k != "x-death"}
+    originals = {k: v for k, v in original_headers.items() if _original(k) and k != "x-death"}
     return {**originals, **{PREFIX + key: value for key, value in ours.items()}}
 
 
@@ -86,6 +96,8 @@ def archive_record(
         record = _unreadable(headers, body, error)
     raw_body: bytes = record.pop("raw_body")
     event = _event_fields(raw_body) | {k: v for k, v in record.pop("event").items() if v is not None}
+    business_keys = event.get("business_keys") or {}
+    mark = ReplayMark.from_headers(record["headers"])
     return {
         "flow": flow,
         "queue": queue,
@@ -95,12 +107,36 @@ def archive_record(
         "correlation_id": event.get("correlation_id"),
         "producer": event.get("producer"),
         "dedup_key": event.get("dedup_key"),
-        "business_keys": event.get("business_keys") or {},
+        "business_keys": business_keys,
         "archived_at": datetime.now(UTC),
         "status": "open",
         "body": raw_body,
+        "replay_of": None if mark is None else mark.dead_letter_id,
+        "replay_action_id": None if mark is None else mark.action_id,
+        "search_keys": search_keys(business_keys, raw_body),
         **record,
     }
+
+
+def search_keys(business_keys: Mapping[str, Any], body: bytes) -> list[tuple[str, str]]:
+    """What `dlq list --key name=value` finds a dead letter by: its business keys, and the `*_id` and
+    `sku` fields at the top of its data, so a record whose data failed validation is found too."""
+    found = {(str(k)[:100], str(v)[:200]) for k, v in business_keys.items() if v is not None}
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return sorted(found)
+    data = document.get("data") if isinstance(document, dict) else None
+    if isinstance(data, dict):
+        for name, value in data.items():
+            if (name.endswith("_id") or name == "sku") and isinstance(value, str | int) and not isinstance(value, bool):
+                found.add((name[:100], str(value)[:200]))
+    return sorted(found)
+
+
+def _original(header: str) -> bool:
+    """A header the message was published with: not one of the failure headers, but the replay mark is kept."""
+    return not header.startswith(PREFIX) or header in REPLAY_HEADERS
 
 
 def _from_worker(headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
@@ -118,7 +154,7 @@ def _from_worker(headers: Mapping[str, Any], body: bytes) -> dict[str, Any]:
         "attempts": int(ours("attempts", 1)),
         "first_failed_at": _from_ms(ours("first-failed-at")),
         "last_failed_at": _from_ms(ours("last-failed-at")),
-        "headers": {k: v for k, v in headers.items() if not k.startswith(PREFIX)},
+        "headers": {k: v for k, v in headers.items() if _original(k)},
         "event": _json_dict(ours("event", "{}")),
         "raw_body": body,
     }

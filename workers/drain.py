@@ -8,13 +8,15 @@ from collections.abc import Mapping
 
 import pika
 import pika.exceptions
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from workers.dead_letters import archive_record
 from workers.ingress import json_safe_headers
 from workers.memory_broker import MemoryBroker
+from workers.metrics import replays_total
 from workers.store.archive import archive
+from workers.store.tables import dead_letters
 
 logger = logging.getLogger("flowfleet.drain")
 
@@ -31,10 +33,22 @@ def store(
     *,
     delivery_limits: Mapping[str, int] | None = None,
 ) -> int | None:
-    """Archive one dead letter in its own transaction; raise if the database did not take it."""
+    """Archive one dead letter in its own transaction; raise if the database did not take it.
+
+    A replayed copy that failed again is linked to its replay there; it is counted as `failed_again`.
+    """
     record = archive_record(flow, queue, json_safe_headers(headers or {}), body, delivery_limits)
     with engine.begin() as connection:
-        return archive(connection, record)
+        new_id = archive(connection, record)
+        linked = new_id is not None and record["replay_of"] is not None and _is_linked(connection, new_id)
+    if linked:
+        replays_total.labels(flow, "failed_again").inc()
+    return new_id
+
+
+def _is_linked(connection: Connection, dead_letter_id: int) -> bool:
+    query = select(dead_letters.c.replay_of).where(dead_letters.c.id == dead_letter_id)
+    return connection.execute(query).scalar() is not None
 
 
 class ArchiveDrain(threading.Thread):

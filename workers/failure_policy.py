@@ -153,11 +153,13 @@ class FailurePolicy(Middleware):
 
     def _dead_letter(self, broker: Broker, message: MessageProxy, failure: Failure, attempt: Attempt) -> None:
         body = decode_body(message.kwargs)
+        original_headers = message.kwargs.get("headers", {})
         headers = dead_letter_headers(
             failure,
-            dead_letter_id=dead_letter_id(message.queue_name, body),
+            # A replayed copy's mark (in its original headers) makes its dead letter a new record.
+            dead_letter_id=dead_letter_id(message.queue_name, body, original_headers),
             event=message.options.get("event", {}),
-            original_headers=message.kwargs.get("headers", {}),
+            original_headers=original_headers,
             attempts=attempt.tries,
             delivery_count=_whole_number(message.options.get("delivery_count"), 0),
             first_failed_ms=attempt.first_failed_ms,

@@ -1,4 +1,8 @@
-"""The actor body every flow shares: decode, validate, upcast, check age, claim the dedup key, apply."""
+"""The actor body every flow shares: decode, validate, upcast, check age, claim the dedup key, apply.
+
+A replayed copy (workers.replay_headers) also records its outcome, applied or duplicate, against the
+replay that sent it, in the transaction of the dedup claim: the outcome commits with the effect.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,10 @@ from handlers.outcomes import Stale
 from workers.failures import EventExpired
 from workers.flow import Flow
 from workers.ingress import decode_body
-from workers.metrics import Outcomes
+from workers.metrics import Outcomes, replays_total
+from workers.replay_headers import ReplayMark
 from workers.store.dedup import claim, was_applied
+from workers.store.operations import APPLIED, DUPLICATE, record_replay_outcome
 
 
 class FlowPipeline:
@@ -48,6 +54,7 @@ class FlowPipeline:
         message.options["flow"] = self.flow.name
         event: dict[str, Any] = {}
         message.options["event"] = event
+        replay = ReplayMark.from_headers(delivery.get("headers"))
         envelope = decode_envelope(decode_body(delivery))
         event.update(
             contract=envelope.contract,
@@ -61,6 +68,10 @@ class FlowPipeline:
         age = datetime.now(UTC) - envelope.occurred_at
         if age > self.max_event_age:
             if self._already_applied(envelope.contract, parsed.dedup_key):
+                if replay is not None:
+                    with self.engine.begin() as connection:
+                        recorded = record_replay_outcome(connection, replay, DUPLICATE)
+                    self._replayed(recorded, DUPLICATE)
                 self.outcomes.record(message.options, "duplicate")
                 return
             raise EventExpired(
@@ -78,11 +89,17 @@ class FlowPipeline:
                 version=envelope.version,
             )
             result = self.flow.apply(parsed, connection, self.downstream) if first else None
+            replayed = replay is not None and record_replay_outcome(connection, replay, APPLIED if first else DUPLICATE)
+        self._replayed(replayed, APPLIED if first else DUPLICATE)
         self.outcomes.record(message.options, "processed" if first else "duplicate")
         if first:
             self.outcomes.applied(self.flow.name, started, envelope.occurred_at)
         if isinstance(result, Stale):
             self.outcomes.stale(message.options, result.reason)
+
+    def _replayed(self, recorded: bool, result: str) -> None:
+        if recorded:
+            replays_total.labels(self.flow.name, result).inc()
 
     def _already_applied(self, contract: str, dedup_key: str) -> bool:
         """A late copy of an event that was applied in time is a duplicate, not a dead letter."""

@@ -190,9 +190,17 @@ dead_letters = Table(
     Column("status", String(20), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("headers", JSON, nullable=False),
+    #: The dead letter this one is a replayed copy of, and the action that replayed it (no foreign keys:
+    #: a purged original leaves the number, and the drain must never fail on a stale header).
+    Column("replay_of", Integer),
+    Column("replay_action_id", Integer),
+    #: When it was resolved or discarded: `dlq purge --resolved-before` reads it.
+    Column("closed_at", DateTime(timezone=True)),
     Index("ix_dead_letters_status_flow", "status", "flow"),
     Index("ix_dead_letters_fingerprint", "fingerprint"),
     Index("ix_dead_letters_message_id", "message_id"),
+    Index("ix_dead_letters_replay_of", "replay_of"),
+    Index("ix_dead_letters_archived_at", "archived_at"),
 )
 
 #: The audit trail of a dead letter: archived, replayed, discarded... who, when, why.
@@ -208,4 +216,60 @@ dead_letter_events = Table(
     Column("detail", JSON, nullable=False),
     UniqueConstraint("dead_letter_id", "id"),
     Index("ix_dead_letter_events_dead_letter_id", "dead_letter_id"),
+)
+
+#: An operator's write on the archive (replay, repair, discard, restore, purge, export): who, when, why,
+#: on which selection, with which options, and how it ended.
+dead_letter_actions = Table(
+    "dead_letter_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    #: running | finished | stopped | interrupted
+    Column("status", String(20), nullable=False),
+    #: The frozen set of a replay: its filter (JSON) and cutoff (archived at or before).
+    Column("selection", JSON, nullable=False),
+    Column("cutoff", DateTime(timezone=True)),
+    Column("options", JSON, nullable=False),
+    Column("counts", JSON, nullable=False),
+    Column("note", Text),
+    #: The process running it and when it last said so: a resume takes over only a silent one.
+    Column("owner", String(64)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Index("ix_dead_letter_actions_started_at", "started_at"),
+)
+
+#: One dead letter sent by one replay or repair action, and what became of it.
+dead_letter_replays = Table(
+    "dead_letter_replays",
+    metadata,
+    Column("action_id", Integer, ForeignKey("dead_letter_actions.id"), primary_key=True),
+    Column("dead_letter_id", Integer, ForeignKey("dead_letters.id", ondelete="CASCADE"), primary_key=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    #: Set once the broker confirmed the copy; a claim without it after a crash is "in doubt".
+    Column("published_at", DateTime(timezone=True)),
+    #: pending | applied | duplicate | failed_again | not_published
+    Column("outcome", String(20), nullable=False),
+    Column("outcome_at", DateTime(timezone=True)),
+    #: The dead letter a copy that failed again became.
+    Column("new_dead_letter_id", Integer),
+    #: The edited body a repair sent (None: the original body was sent).
+    Column("body", LargeBinary),
+    Column("note", Text),
+    Index("ix_dead_letter_replays_dead_letter_id", "dead_letter_id"),
+)
+
+#: Business keys of each dead letter, one row per key, so "everything stuck for order 1234" is one
+#: indexed lookup on SQLite and PostgreSQL alike (business_keys itself is a JSON column).
+dead_letter_keys = Table(
+    "dead_letter_keys",
+    metadata,
+    Column("dead_letter_id", Integer, ForeignKey("dead_letters.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Index("ix_dead_letter_keys_name_value", "name", "value"),
 )
