@@ -6,8 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from workers import commands
-from workers.failures import STAGES
+from workers import commands, dlq_commands
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,21 +41,10 @@ def parser() -> argparse.ArgumentParser:
     schema.add_argument("name")
     schema.add_argument("--version", type=int)
 
-    dlq = sub.add_parser("dlq", help="read the dead-letter archive")
-    dlq_sub = dlq.add_subparsers(dest="action", required=True)
-    dlq_list = dlq_sub.add_parser("list")
-    dlq_list.add_argument("--flow")
-    dlq_list.add_argument("--stage", choices=STAGES)
-    dlq_list.add_argument("--status", default="open", help="open|replayed|discarded|resolved|any")
-    dlq_list.add_argument("--contract")
-    dlq_list.add_argument("--message-id")
-    dlq_list.add_argument("--limit", type=int, default=50)
-    dlq_list.add_argument("--offset", type=int, default=0)
-    dlq_list.add_argument("--json", action="store_true")
-    show = dlq_sub.add_parser("show")
-    show.add_argument("id", type=int)
-    show.add_argument("--json", action="store_true")
-    show.add_argument("--unmask", action="store_true", help="show personal data (use only when needed)")
+    dlq_commands.add_parsers(sub)
+
+    exporter = sub.add_parser("exporter", help="serve queue depth and open dead letters as Prometheus metrics")
+    exporter.add_argument("--port", type=int, help="port to serve on (default FLOWFLEET_METRICS_PORT)")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="action", required=True)

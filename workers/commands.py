@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +13,6 @@ import httpx
 import pika
 import pika.exceptions
 from pydantic import ValidationError
-from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from contracts.catalogue import REGISTRY
 from contracts.envelope import decode_envelope
@@ -24,10 +21,8 @@ from contracts.schema import contract_schema
 from workers import topology as topo
 from workers.fleet import ConfigurationError, topology
 from workers.management import ManagementApi
-from workers.masking import mask
 from workers.publisher import ConfirmedPublisher, Outgoing
 from workers.settings import Settings, redact_url
-from workers.store.archive import DeadLetterFilter, get_dead_letter, list_dead_letters
 from workers.store.db import make_engine, migrate
 
 #: Lines of a publish report printed to the terminal; --json has them all.
@@ -39,7 +34,8 @@ class CommandError(Exception):
 
 
 def run(args: argparse.Namespace) -> int:
-    handler = COMMANDS[(args.command, getattr(args, "action", None))]
+    # `dlq` parsers name their own handler (workers.dlq_commands); the rest are looked up here.
+    handler = getattr(args, "handler", None) or COMMANDS[(args.command, getattr(args, "action", None))]
     try:
         return handler(args)
     except ConfigurationError as error:
@@ -217,86 +213,10 @@ def contracts_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextmanager
-def _archive() -> Iterator[Connection]:
-    """A read-only look at the archive: reading never migrates the schema (`db upgrade` does)."""
-    engine = make_engine(Settings().database_url.get_secret_value())
-    try:
-        with engine.connect() as connection:
-            yield connection
-    except (OperationalError, ProgrammingError) as error:
-        if "dead_letters" in str(error):
-            raise CommandError("the database has no archive yet: run `flowfleet db upgrade`") from None
-        raise
-    finally:
-        engine.dispose()
+def exporter(args: argparse.Namespace) -> int:
+    from workers.exporter import run_exporter  # noqa: PLC0415  # keeps the CLI's start-up light
 
-
-def dlq_list(args: argparse.Namespace) -> int:
-    where = DeadLetterFilter(
-        flow=args.flow,
-        stage=args.stage,
-        status=None if args.status == "any" else args.status,
-        contract=args.contract,
-        message_id=args.message_id,
-    )
-    with _archive() as connection:
-        rows, total = list_dead_letters(connection, where, limit=args.limit, offset=args.offset)
-    rows = [mask(row) for row in rows]
-    if args.json:
-        _print_json({"total": total, "offset": args.offset, "items": rows})
-        return 0
-    print(f"{total} dead letter(s); showing {len(rows)} from {args.offset}")
-    for row in rows:
-        print(
-            f"#{row['id']:<6} {row['last_failed_at']:%Y-%m-%d %H:%M:%S} {row['flow']:<10} {row['stage']:<8} "
-            f"{row['contract'] or '-':<16} attempts={row['attempts']:<3} "
-            f"{row['error_type']}: {row['error_message'][:100]}"
-        )
-    return 0
-
-
-def dlq_show(args: argparse.Namespace) -> int:
-    with _archive() as connection:
-        record = get_dead_letter(connection, args.id)
-    if record is None:
-        raise CommandError(f"no dead letter #{args.id}")
-    body: bytes = record.pop("body")
-    try:
-        record["envelope"] = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        record["body"] = body.decode("utf-8", errors="replace")
-    if not args.unmask:
-        record = mask(record)
-    if args.json:
-        _print_json(record)
-        return 0
-    for key in (
-        "id",
-        "flow",
-        "queue",
-        "stage",
-        "status",
-        "contract",
-        "version",
-        "message_id",
-        "dedup_key",
-        "business_keys",
-        "error_type",
-        "error_message",
-        "field_paths",
-        "attempts",
-        "first_failed_at",
-        "last_failed_at",
-        "fingerprint",
-    ):
-        print(f"{key:>16}: {record.get(key)}")
-    print(f"{'traceback':>16}:\n{record.get('traceback') or '-'}")
-    print(f"{'body':>16}:\n{dump_json(record.get('envelope', record.get('body')))}")
-    print(f"{'history':>16}:")
-    for event in record["history"]:
-        print(f"  {event['at']} {event['actor']} {event['action']}: {event['reason']}")
-    return 0
+    return run_exporter(Settings(), port=args.port)
 
 
 def db_upgrade(_args: argparse.Namespace) -> int:
@@ -316,7 +236,6 @@ COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("publish", None): publish,
     ("contracts", "list"): contracts_list,
     ("contracts", "schema"): contracts_schema,
-    ("dlq", "list"): dlq_list,
-    ("dlq", "show"): dlq_show,
     ("db", "upgrade"): db_upgrade,
+    ("exporter", None): exporter,
 }

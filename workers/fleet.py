@@ -18,9 +18,11 @@ from workers.adapters.rate_limit import per_second, rate_limits
 from workers.failure_policy import FailurePolicy
 from workers.flow import Flow
 from workers.flows import catalog, fulfillment, inventory, orders, payments, returns
+from workers.logs import MessageLog
 from workers.metrics import Outcomes
 from workers.pipeline import FlowPipeline
 from workers.retrying import RetryBudget
+from workers.sentry import SentryFailures
 from workers.settings import Settings
 from workers.topology import DEAD_LETTER_SUFFIX, Topology
 
@@ -64,11 +66,15 @@ def middleware(settings: Settings, outcomes: Outcomes) -> list[Middleware]:
         window_ms=settings.retry_window_seconds * 1000,
         max_throttled_retries=settings.max_throttled_retries,
     )
+    sentry = SentryFailures()
     return [
         TimeLimit(time_limit=settings.handler_time_limit_ms),
         ShutdownNotifications(),
         CurrentMessage(),
-        FailurePolicy(budget, outcomes),
+        # Both before FailurePolicy: their after-hooks run after it decided, with the message still current.
+        MessageLog(),
+        sentry,
+        FailurePolicy(budget, sentry.reporting_to(outcomes)),
     ]
 
 

@@ -69,3 +69,8 @@ class Outcomes:
     def applied(self, flow: str, started: float, occurred_at: datetime) -> None:
         handler_seconds.labels(flow).observe(time.perf_counter() - started)
         event_lag_seconds.labels(flow).observe(max(0.0, (datetime.now(UTC) - occurred_at).total_seconds()))
+
+
+#: Replayed dead letters by what became of them (`applied`, `duplicate`: already applied, `failed_again`),
+#: counted by the workers that saw the outcome.
+replays_total = Counter("flowfleet_replays_total", "Replayed dead letters, by what became of them.", ["flow", "result"])

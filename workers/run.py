@@ -9,7 +9,6 @@ from types import FrameType
 
 import pika
 from dramatiq import Worker
-from prometheus_client import start_http_server
 
 from workers.broker import FleetBroker
 from workers.drain import ArchiveDrain
@@ -22,7 +21,11 @@ from workers.fleet import (
     register_actors,
     topology,
 )
+from workers.logs import configure_logging
 from workers.metrics import Outcomes
+from workers.metrics_endpoint import serve_worker_metrics
+from workers.scrubbing import secret_values
+from workers.sentry import init_sentry
 from workers.settings import Settings, redact_url
 from workers.store.db import make_engine, migrate
 from workers.topology import Topology, apply, connection_parameters
@@ -32,9 +35,8 @@ logger = logging.getLogger("flowfleet.worker")
 
 def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | None, drain: bool) -> int:
     """Run until SIGTERM or SIGINT; finish in-flight messages, then exit 0."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for chatty in ("pika", "httpx"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(json=settings.log_format == "json", level=settings.log_level, secrets=secret_values(settings))
+    init_sentry(settings)  # before any broker exists: its Dramatiq integration hooks Broker.__init__
     chosen = tuple(f for f in FLOWS if not flows or f.name in flows)
     unknown = set(flows or ()) - {f.name for f in FLOWS}
     if unknown:
@@ -85,8 +87,7 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
         worker.worker_threads,
         settings.prefetch,
     )
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port)
+    metrics = serve_worker_metrics(settings.metrics_port)
     worker.start()
     if archive_drain is not None:
         archive_drain.start()
@@ -96,6 +97,7 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
         archive_drain.stop()
         archive_drain.join(timeout=10)
     broker.close()
+    metrics.close()
     for adapter in downstream.values():
         adapter.close()
     engine.dispose()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DOWNSTREAM_SYSTEMS = ("erp", "channels", "notify", "payments")
@@ -56,6 +57,11 @@ class Settings(BaseSettings):
     handler_time_limit_ms: int = Field(default=60_000, ge=100)
 
     sentry_dsn: SecretStr | None = Field(default=None, validation_alias="SENTRY_DSN")
+    #: How long-running processes (worker, exporter) log: JSON lines for machines, or text for humans.
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(lambda v: str(v).lower())] = "json"
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(lambda v: str(v).upper())] = (
+        "INFO"
+    )
 
     def queue_name(self, flow: str) -> str:
         return f"{self.queue_prefix}{flow}"

@@ -1,0 +1,199 @@
+"""Runbooks cannot rot: fixed headings, every alert's runbook_url resolves, every `flowfleet` command in them works.
+
+Each `flowfleet …` line in a ```sh block must parse with the real CLI parser; the read-only ones run
+against a migrated SQLite archive with three dead letters and must succeed (a `dlq show` of an
+example id that is not there may say so, with the CLI's documented exit code 2); the dry runs of
+writes run too, as they promise to change nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from observability import ROOT, RUNBOOKS, alert_rules
+
+from workers.cli import main, parser
+
+HEADINGS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation and owner"]
+#: Commands that only read (the archive, the contracts, the topology): they run against the test archive.
+READ_ONLY = {
+    ("dlq", "list"),
+    ("dlq", "show"),
+    ("dlq", "groups"),
+    ("dlq", "actions"),
+    ("dlq", "export"),
+    ("contracts", "list"),
+    ("contracts", "schema"),
+    ("topology", "export"),
+}
+#: Writes that promise to change nothing with --dry-run: those dry runs run too.
+DRY_RUNS = {("topology", "apply"), ("dlq", "replay"), ("dlq", "discard")}
+#: What a read of an example id that the test archive does not hold answers (exit code 2).
+NOT_THERE = {("dlq", "show"): "no dead letter", ("dlq", "actions"): "no action"}
+
+
+@dataclass(frozen=True)
+class Command:
+    runbook: Path
+    line: int
+    argv: list[str]
+
+    def __str__(self) -> str:
+        return f"{self.runbook.relative_to(ROOT)}:{self.line}: {shlex.join(self.argv)}"
+
+
+def runbooks() -> list[Path]:
+    return sorted(RUNBOOKS.rglob("*.md"))
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub and most renderers give a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lstrip("#").strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    return {slug(line) for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")}
+
+
+def shell_lines(path: Path) -> list[tuple[int, str]]:
+    """Each logical line of the ```sh blocks (backslash continuations joined), with its line number."""
+    lines: list[tuple[int, str]] = []
+    inside = False
+    pending = ""
+    start = 0
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.startswith("```"):
+            inside = line.strip() == "```sh"
+            continue
+        if not inside:
+            continue
+        if not pending:
+            start = number
+        pending += line.rstrip("\\") + " "
+        if not line.endswith("\\"):
+            lines.append((start, pending.strip()))
+            pending = ""
+    return lines
+
+
+def flowfleet_commands() -> list[Command]:
+    """Every `flowfleet …` command in a ```sh block of any runbook (environment assignments and pipes dropped)."""
+    found: list[Command] = []
+    for path in runbooks():
+        for number, line in shell_lines(path):
+            lexer = shlex.shlex(line, posix=True, punctuation_chars="|;&")
+            lexer.whitespace_split = True
+            lexer.commenters = "#"
+            words = list(lexer)
+            while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+                words.pop(0)
+            if not words or words[0] != "flowfleet":
+                continue
+            argv = []
+            for word in words[1:]:
+                if set(word) <= set("|;&"):
+                    break
+                argv.append(word)
+            found.append(Command(path, number, argv))
+    return found
+
+
+COMMANDS = flowfleet_commands()
+
+
+def test_there_is_a_runbook_per_flow_and_per_alert() -> None:
+    flows = {"orders", "inventory", "payments", "fulfillment", "returns", "catalog"}
+    runbook_paths = {url.split("#")[0] for url in (rule["annotations"]["runbook_url"] for rule in alert_rules())}
+
+    assert {f"{flow}.md" for flow in flows} <= {path.name for path in RUNBOOKS.glob("*.md")}
+    assert len(runbook_paths) == len(alert_rules()), "each alert has a runbook of its own"
+    assert {str(path.relative_to(ROOT)) for path in (RUNBOOKS / "alerts").glob("*.md")} == runbook_paths
+
+
+@pytest.mark.parametrize("path", runbooks(), ids=lambda path: str(path.relative_to(RUNBOOKS)))
+def test_every_runbook_has_the_five_headings_in_order(path: Path) -> None:
+    headings = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("## ")]
+
+    assert headings == HEADINGS
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_every_alert_runbook_url_resolves_to_a_file_and_a_heading(rule: dict[str, object]) -> None:
+    annotations = rule["annotations"]
+    assert isinstance(annotations, dict)
+    file, _, anchor = str(annotations["runbook_url"]).partition("#")
+
+    target = ROOT / file
+    assert target.is_file(), f"{rule['alert']}: {file} does not exist"
+    assert anchor in anchors(target), f"{rule['alert']}: {file} has no heading #{anchor}"
+    assert target.read_text(encoding="utf-8").startswith(f"# Alert: {rule['alert']}\n")
+
+
+@pytest.mark.parametrize("path", runbooks(), ids=lambda path: str(path.relative_to(RUNBOOKS)))
+def test_every_relative_link_in_a_runbook_resolves(path: Path) -> None:
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        resolved = (path.parent / file).resolve() if file else path
+        assert resolved.is_file(), f"{path.name}: link to {target} is broken"
+        if anchor:
+            assert anchor in anchors(resolved), f"{path.name}: {target} has no such heading"
+
+
+def test_the_runbooks_hold_flowfleet_commands_to_check() -> None:
+    assert len(COMMANDS) > 20
+    assert {cmd.runbook.parent.name for cmd in COMMANDS} == {"runbooks", "alerts"}
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=str)
+def test_every_runbook_command_parses_with_the_real_cli(command: Command) -> None:
+    try:
+        parser().parse_args(command.argv)
+    except SystemExit as exit_:
+        pytest.fail(f"{command} does not parse (exit {exit_.code})")
+
+
+def table_sizes(url: str) -> dict[str, int]:
+    """Rows per table of the SQLite archive at `url`."""
+    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {table: connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
+
+
+def read_only(command: Command) -> bool:
+    verb = tuple(command.argv[:2])
+    return verb in READ_ONLY or (verb in DRY_RUNS and "--dry-run" in command.argv)
+
+
+READ_ONLY_COMMANDS = [cmd for cmd in COMMANDS if read_only(cmd)]
+
+
+def test_some_runbook_commands_are_run_for_real() -> None:
+    assert {tuple(cmd.argv[:2]) for cmd in READ_ONLY_COMMANDS} >= {("dlq", "list"), ("dlq", "show")}
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=str)
+def test_every_read_only_runbook_command_runs_against_an_archive(
+    command: Command, archive_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLOWFLEET_DATABASE_URL", archive_url)
+    before = table_sizes(archive_url)
+
+    code = main(command.argv)
+
+    err = capsys.readouterr().err
+    missing = NOT_THERE.get((command.argv[0], command.argv[1]))
+    if missing and code == 2:
+        assert re.fullmatch(rf"flowfleet: {missing} #\d+\n", err), f"{command}: {err}"
+    else:
+        assert code == 0, f"{command} exited {code}: {err}"
+    if command.argv[:2] != ["dlq", "export"]:  # an export is audited: it records who took the data
+        assert table_sizes(archive_url) == before, f"{command} changed the archive"
