@@ -1,4 +1,4 @@
-"""The `flowfleet` command line: demo, worker, topology, publish, contracts, dlq."""
+"""The `flowfleet` command line: demo, worker, exporter, topology, publish, contracts, dlq, db."""
 
 from __future__ import annotations
 
