@@ -71,7 +71,32 @@ def dead_letter_headers(
         "event": json.dumps(dict(event)),
     }
     originals = {k: v for k, v in original_headers.items() if _original(k) and k != "x-death"}
-    return {**originals, **{PREFIX + key: value for key, value in ours.items()}}
+    return amqp_safe({**originals, **{PREFIX + key: value for key, value in ours.items()}})
+
+
+#: AMQP's long-long integer: pika cannot encode an integer beyond it.
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def amqp_safe(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """Headers pika can always encode: a value it cannot (a float, a huge integer, an object) becomes text.
+
+    A header the dead letter cannot be published with would leave the message looping until the
+    broker's delivery limit, archived then with the wrong reason.
+    """
+    return {str(key): _amqp_value(value) for key, value in headers.items()}
+
+
+def _amqp_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return amqp_safe(value)
+    if isinstance(value, list | tuple):
+        return [_amqp_value(item) for item in value]
+    if value is None or isinstance(value, str | bytes | bool):
+        return value
+    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+        return value
+    return str(value)
 
 
 def archive_record(
@@ -94,10 +119,24 @@ def archive_record(
             record = _from_broker(headers, body, delivery_limits or {})
     except Exception as error:  # anything else would leave the dead letter looping in its queue
         record = _unreadable(headers, body, error)
+    return _complete(flow, queue, record, read_body=True)
+
+
+def unreadable_record(
+    flow: str, queue: str, headers: Mapping[str, Any], body: bytes, error: Exception
+) -> dict[str, Any]:
+    """The record of a dead letter that could not be archived as read: raw body and headers, and why."""
+    record = _unreadable(headers, body, error)
+    record["error_message"] = f"the dead letter could not be archived as read ({type(error).__name__}: {error})"
+    return _complete(flow, queue, record, read_body=False)
+
+
+def _complete(flow: str, queue: str, record: dict[str, Any], *, read_body: bool) -> dict[str, Any]:
     raw_body: bytes = record.pop("raw_body")
-    event = _event_fields(raw_body) | {k: v for k, v in record.pop("event").items() if v is not None}
+    from_body = _event_fields(raw_body) if read_body else {}
+    event = from_body | {k: v for k, v in record.pop("event").items() if v is not None}
     business_keys = event.get("business_keys") or {}
-    mark = ReplayMark.from_headers(record["headers"])
+    mark = ReplayMark.from_headers(record["headers"]) if read_body else None
     return {
         "flow": flow,
         "queue": queue,
@@ -113,7 +152,7 @@ def archive_record(
         "body": raw_body,
         "replay_of": None if mark is None else mark.dead_letter_id,
         "replay_action_id": None if mark is None else mark.action_id,
-        "search_keys": search_keys(business_keys, raw_body),
+        "search_keys": search_keys(business_keys, raw_body) if read_body else [],
         **record,
     }
 

@@ -9,9 +9,10 @@ from collections.abc import Mapping
 import pika
 import pika.exceptions
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from workers.dead_letters import archive_record
+from workers.dead_letters import archive_record, unreadable_record
 from workers.ingress import json_safe_headers
 from workers.memory_broker import MemoryBroker
 from workers.metrics import replays_total
@@ -20,6 +21,8 @@ from workers.store.tables import dead_letters
 
 logger = logging.getLogger("flowfleet.drain")
 
+#: Errors that mean the database cannot take anything now: the dead letter waits in its queue.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 #: How long to wait before trying again when the database is unavailable.
 DB_RETRY_SECONDS = 2.0
 
@@ -33,14 +36,24 @@ def store(
     *,
     delivery_limits: Mapping[str, int] | None = None,
 ) -> int | None:
-    """Archive one dead letter in its own transaction; raise if the database did not take it.
+    """Archive one dead letter in its own transaction; raise only if the database is unavailable.
 
     A replayed copy that failed again is linked to its replay there; it is counted as `failed_again`.
     """
-    record = archive_record(flow, queue, json_safe_headers(headers or {}), body, delivery_limits)
-    with engine.begin() as connection:
-        new_id = archive(connection, record)
-        linked = new_id is not None and record["replay_of"] is not None and _is_linked(connection, new_id)
+    safe_headers = json_safe_headers(headers or {})
+    record = archive_record(flow, queue, safe_headers, body, delivery_limits)
+    try:
+        with engine.begin() as connection:
+            new_id = archive(connection, record)
+            linked = new_id is not None and record["replay_of"] is not None and _is_linked(connection, new_id)
+    except DATABASE_UNAVAILABLE:
+        raise
+    except Exception as error:
+        # Not the database's fault: this record cannot be stored as read. Keeping it out would block
+        # every dead letter behind it in the queue, so it is kept as it came, with the reason.
+        logger.exception("dead letter from %s could not be archived as read; archiving it raw", queue)
+        with engine.begin() as connection:
+            return archive(connection, unreadable_record(flow, queue, safe_headers, body, error))
     if linked:
         replays_total.labels(flow, "failed_again").inc()
     return new_id
@@ -104,7 +117,8 @@ class ArchiveDrain(threading.Thread):
                 return count
             try:
                 store(self.engine, flow, queue, properties.headers, body, delivery_limits=self.delivery_limits)
-            except SQLAlchemyError:
+            except Exception:
+                # The database is unavailable (or, after the raw fallback, refused even that): wait and retry.
                 logger.warning("archive unavailable; dead letter left in %s", queue, exc_info=True)
                 channel.basic_nack(method.delivery_tag, requeue=True)
                 self._stopping.wait(DB_RETRY_SECONDS)

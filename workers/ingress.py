@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from dramatiq import Message
-from dramatiq.common import dq_name, q_name
+from dramatiq.common import dq_name
 from dramatiq.errors import DecodeError
 
 #: Marks a body that is a Dramatiq message flowfleet enqueued itself (a delayed retry).
@@ -26,6 +26,10 @@ FORMAT_HEADER = "x-flowfleet-format"
 DRAMATIQ_FORMAT = "dramatiq"
 #: Set by quorum queues on redelivery: how many times the broker handed this message out before.
 DELIVERY_COUNT_HEADER = "x-delivery-count"
+#: The longest delay flowfleet gives a retry (the retry window's upper bound, workers.settings).
+MAX_RETRY_DELAY_MS = 25 * 60 * 1000
+#: How far ahead of this host's clock a due retry's eta may be, for clocks out of step.
+CLOCK_SKEW_MS = 60_000
 
 
 def message_from_delivery(
@@ -62,16 +66,29 @@ def _own_message(queue_name: str, actor_name: str, body: bytes) -> Message[Any] 
         message = Message.decode(body)
     except DecodeError:
         return None
+    eta = message.options.get("eta", 0)
     fits = (
-        message.queue_name in (q_name(queue_name), dq_name(queue_name))
+        # The queue it was delivered from: a copy naming another queue would be settled on a channel
+        # that never delivered it, and stay unacked.
+        message.queue_name == queue_name
         and message.actor_name == actor_name
         and isinstance(message.message_id, str)
         and isinstance(message.kwargs, dict)
         and isinstance(message.options, dict)
         and all(isinstance(message.options.get(key, 0), int) for key in ("eta", "attempt", "first_failed_at"))
         and not message.args
+        and _plausible_eta(eta, delayed=queue_name == dq_name(queue_name))
     )
     return message if fits else None
+
+
+def _plausible_eta(eta: Any, *, delayed: bool) -> bool:
+    """An eta flowfleet could have set: a worker holds the message unacked until then, so a forged
+    one far ahead would hold a prefetch slot until RabbitMQ's consumer timeout."""
+    if not isinstance(eta, int) or isinstance(eta, bool):
+        return False
+    horizon = MAX_RETRY_DELAY_MS if delayed else CLOCK_SKEW_MS
+    return eta <= int(time.time() * 1000) + horizon
 
 
 def encode_body(body: bytes) -> dict[str, str]:

@@ -125,6 +125,12 @@ class TextFormatter(_ScrubbingFormatter):
 class FleetLogHandler(logging.StreamHandler[IO[str]]):
     """The handler configure_logging installs on the root logger (and replaces when called again)."""
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except RecursionError:  # the stdlib lets this one through; a log line must never kill a worker thread
+            self.handleError(record)
+
 
 def configure_logging(
     *,

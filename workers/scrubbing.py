@@ -144,7 +144,7 @@ def personal_values(body: bytes) -> frozenset[str]:
     """The personal strings in a body: every text under a personal key (`email`, `name`, `ship_to`, …)."""
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return frozenset()
     found: set[str] = set()
     _collect(document, found, personal=False, depth=0)

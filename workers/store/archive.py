@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from workers.replay_headers import ReplayMark
+from workers.store.fit import fit_row, fit_text
 from workers.store.operations import link_refailure, replays_of
 from workers.store.tables import dead_letter_actions, dead_letter_events, dead_letter_keys, dead_letters
 from workers.store.upsert import insert_ignoring_conflict
@@ -123,13 +124,13 @@ def archive(connection: Connection, record: dict[str, Any]) -> int | None:
 
     Returns the new record's id, or None when it was already archived.
     """
-    values = {name: value for name, value in record.items() if name in dead_letters.c}
+    values = fit_row(dead_letters, {name: value for name, value in record.items() if name in dead_letters.c})
     mark = _verified_mark(connection, values)
     new_id = insert_ignoring_conflict(connection, dead_letters, values, dead_letters.c.id)
     if new_id is None:
         return None
     new_id = int(new_id)
-    detail: dict[str, Any] = {"queue": record["queue"], "attempts": record["attempts"]}
+    detail: dict[str, Any] = {"queue": values["queue"], "attempts": values["attempts"]}
     if mark is not None:
         detail |= {"replay_of": mark.dead_letter_id, "replay_action_id": mark.action_id}
     connection.execute(
@@ -138,11 +139,12 @@ def archive(connection: Connection, record: dict[str, Any]) -> int | None:
             at=datetime.now(UTC),
             actor=SYSTEM_ACTOR,
             action="archived",
-            reason=f"{record['stage']}: {record['error_type']}",
+            reason=f"{values['stage']}: {values['error_type']}",
             detail=detail,
         )
     )
-    keys = sorted({(str(name), str(value)) for name, value in record.get("search_keys", ())})
+    found = record.get("search_keys", ())
+    keys = sorted({(fit_text(str(name), 100), fit_text(str(value), 200)) for name, value in found})
     if keys:
         connection.execute(
             dead_letter_keys.insert(), [{"dead_letter_id": new_id, "name": n, "value": v} for n, v in keys]
