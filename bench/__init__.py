@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of the fleet against reference consumers and publishers (`python -m bench`)."""

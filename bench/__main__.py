@@ -1,0 +1,5 @@
+"""`python -m bench`: run the side-by-side benchmarks (see bench/README.md)."""
+
+from bench.run import main
+
+raise SystemExit(main())
