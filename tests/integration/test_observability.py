@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import Metrics, flowfleet_command, free_port, wait_until
+from integration_helpers import Metrics, flowfleet_command, free_port, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from workers.demo_day import order_v2

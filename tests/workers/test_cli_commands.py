@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FleetRun
 from envelopes import envelope, message_id_of, order_v2
+from fleet_run import FleetRun
 from sqlalchemy import Engine
 
 from handlers.errors import PermanentError

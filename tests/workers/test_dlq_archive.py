@@ -8,8 +8,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from conftest import FleetRun
 from envelopes import envelope, order_v2
+from fleet_run import FleetRun
 from sqlalchemy import Engine, inspect, select, text
 
 from handlers.errors import PermanentError

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FleetRun
 from envelopes import envelope, order_v2
+from fleet_run import FleetRun
 from sqlalchemy import Engine, func, select
 
 from workers import dlq_commands

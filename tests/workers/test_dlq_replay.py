@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from conftest import FleetRun
 from envelopes import envelope, message_id_of, order_v2
+from fleet_run import FleetRun
 from prometheus_client import REGISTRY as METRICS
 from sqlalchemy import select
 

@@ -6,9 +6,9 @@ from threading import Lock
 from typing import Any
 
 import pytest
-from conftest import FleetRun, FleetRunner
 from dramatiq import Message
 from envelopes import envelope, message_id_of, order_v2
+from fleet_run import FleetRun, FleetRunner
 from sqlalchemy.exc import OperationalError
 
 from workers.adapters.fake import FakeDownstream

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import FleetRun
 from envelopes import envelope, order_v2
+from fleet_run import FleetRun
 from sqlalchemy import select
 
 from workers.store.tables import order_lines, orders, payments, returns, stock_levels

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import FleetRunner
 from envelopes import envelope, order_v2
+from fleet_run import FleetRunner
 
 from workers.adapters.fake import FakeDownstream
 from workers.logs import QUIET_LOGGERS, configure_logging

@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import FleetRun
 from envelopes import envelope, message_id_of, order_v1, order_v2
+from fleet_run import FleetRun
 from prometheus_client import REGISTRY as METRICS
 
 from workers.adapters.fake import FakeDownstream

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import sentry_sdk
-from conftest import FleetRunner
 from envelopes import envelope, order_v2
+from fleet_run import FleetRunner
 from pydantic import SecretStr
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport

@@ -12,8 +12,8 @@ import fakeredis
 import httpx
 import pytest
 import redis
-from conftest import FleetRunner
 from envelopes import envelope, order_v2
+from fleet_run import FleetRunner
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
