@@ -387,8 +387,9 @@ def test_the_demo_runs_a_day_across_all_six_flows_showing_every_outcome_and_fail
     assert summary["erp_order_exports"] == sum(summary["orders_by_status"].values())
     assert summary["downstream"]["erp"]["requests"] > summary["downstream"]["erp"]["effects"]
     assert all(level["available"] >= 0 and level["reserved"] <= level["on_hand"] for level in summary["stock"].values())
-    assert summary["flows"]["payments"]["retried"] > 0, "the capture that overtook its authorization was retried"
-    assert summary["captured_minor"] == 3998 + 5997, "both partial captures and the late-authorized one applied"
+    assert summary["captured_minor"] == 3998 + 5997, (
+        "both partial captures applied, and the one published before its authorization (retried if it won the race)"
+    )
     assert summary["refunded_minor"] == 3998 - 300, "the return's refund, less the restocking fee"
     assert summary["orders_by_status"]["delivered"] == 2
     assert summary["orders_by_status"]["cancelled"] == 1
