@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter as Tally
 from collections.abc import Mapping
@@ -11,6 +12,11 @@ from threading import Lock
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+
+#: prometheus-client writes its multiprocess files as soon as a metric is touched: a directory that
+#: does not exist yet would make every command that counts something fail.
+if multiprocess_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(multiprocess_dir, exist_ok=True)
 
 logger = logging.getLogger("flowfleet.outcomes")
 

@@ -132,3 +132,20 @@ def test_with_a_directory_a_worker_waits_for_the_port_and_takes_over_when_it_is_
     finally:
         taken.close()
         endpoint.close()
+
+
+def test_a_multiprocess_directory_that_does_not_exist_yet_is_created_so_any_command_can_count(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet" / "metrics"
+    script = "from workers.metrics import messages_total; messages_total.labels('f', 'c', '1', 'processed').inc()"
+
+    ran = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(missing)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    assert any(missing.glob("counter_*.db"))
