@@ -32,6 +32,7 @@ from workers.fleet import FLOWS, ConfigurationError
 from workers.logs import configure_logging
 from workers.management import ManagementApi
 from workers.scrubbing import secret_values
+from workers.sentry import init_sentry
 from workers.settings import Settings, redact_url
 from workers.store.archive_stats import ArchiveStats, ReplayStats, archive_stats, replay_stats
 from workers.store.db import make_engine
@@ -218,6 +219,7 @@ def replay_metrics(stats: ReplayStats, *, now: datetime, flows: Sequence[str]) -
 def run_exporter(settings: Settings, *, port: int | None) -> int:
     """Serve the exporter's metrics until SIGTERM or SIGINT, then exit 0."""
     configure_logging(json=settings.log_format == "json", level=settings.log_level, secrets=secret_values(settings))
+    init_sentry(settings)  # errors of the exporter itself reach Sentry, scrubbed like the workers'
     port = port or settings.metrics_port
     if not port:
         raise ConfigurationError("set FLOWFLEET_METRICS_PORT or pass --port: the port to serve metrics on")
