@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 
 _PATH = Path(__file__).resolve().parent.parent / "integration" / "conftest.py"
+# It imports integration_helpers by name: pytest puts its folder on sys.path only once it collects that folder,
+# and tests/chaos comes first.
+if str(_PATH.parent) not in sys.path:
+    sys.path.insert(0, str(_PATH.parent))
 _SPEC = importlib.util.spec_from_file_location("flowfleet_integration_fixtures", _PATH)
 assert _SPEC is not None and _SPEC.loader is not None, f"cannot load {_PATH}"
 integration = sys.modules.get(_SPEC.name)
