@@ -73,7 +73,7 @@ class _ScrubbingFormatter(logging.Formatter):
         self.secrets = secrets
 
     def parts(self, record: logging.LogRecord) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
-        known = self.secrets | current_message_values()
+        known = self.secrets | current_message_values() if _may_carry_payload(record) else self.secrets
         message = render_log_message(record, known)
         context = scrub(message_context(record), known)
         extras = {
@@ -90,6 +90,18 @@ class _ScrubbingFormatter(logging.Formatter):
             stack = scrub_text(self.formatStack(record.stack_info), known)
             exception = f"{exception}\n{stack}" if exception else stack
         return message, context, scrub(extras, known), exception
+
+
+def _may_carry_payload(record: logging.LogRecord) -> bool:
+    """Whether a line could hold a value from the message's body, so the body's personal values are looked for.
+
+    Finding them parses the body: worth it for warnings, errors and lines with text arguments, not
+    for the INFO line every handled message writes (numbers and envelope ids, still pattern-scrubbed).
+    """
+    if record.levelno >= logging.WARNING or record.exc_info or record.exc_text or record.stack_info:
+        return True
+    args = record.args.values() if isinstance(record.args, Mapping) else record.args or ()
+    return any(not isinstance(arg, int | float) for arg in args)
 
 
 class JsonFormatter(_ScrubbingFormatter):

@@ -10,6 +10,7 @@ import pytest
 from dramatiq import Message
 from pydantic import SecretStr
 
+from workers import logs
 from workers.logs import QUIET_LOGGERS, configure_logging
 from workers.masking import MASK
 from workers.scrubbing import personal_values, render_log_message, scrub, scrub_text, secret_values
@@ -106,3 +107,20 @@ def test_a_logged_exception_is_scrubbed_too(stream: io.StringIO) -> None:
     assert "RuntimeError: cannot log in as *** at postgresql://***@db.internal/x for ***" in line
     assert "hunter2" not in line
     assert "ana@example.com" not in line
+
+
+def test_the_per_message_info_line_does_not_parse_the_body_but_warnings_and_text_arguments_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[int] = []
+    monkeypatch.setattr(logs, "current_message_values", lambda: parsed.append(1) or frozenset({"Zoë"}))
+    formatter = logs.JsonFormatter(frozenset())
+
+    def line(level: int, msg: str, *args: object) -> str:
+        return formatter.format(logging.LogRecord("flowfleet.messages", level, __file__, 1, msg, args, None))
+
+    line(logging.INFO, "handled in %.1f ms", 3.1)
+    assert parsed == []
+    assert "Zoë" not in line(logging.INFO, "customer %s", "Zoë")
+    assert "Zoë" not in line(logging.WARNING, "dead-lettered: Zoë")
+    assert parsed == [1, 1]
