@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from dramatiq import Worker
 from dramatiq.worker import has_results_middleware
-from fleet_run import FleetRun, FleetRunner
+from fleet_run import Cli, FleetRun, FleetRunner, Ran
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from workers.adapters.fake import FakeDownstream
+from workers.cli import main
 from workers.demo import seed_stock
 from workers.fleet import Fleet, middleware, register_actors, topology
 from workers.memory_broker import MemoryBroker
@@ -127,3 +128,17 @@ def fleet_runner(
 def fleet(fleet_runner: FleetRunner) -> FleetRun:
     """A started fleet on a plain MemoryBroker."""
     return fleet_runner()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, database_url: str) -> Cli:
+    """Run `flowfleet ARGS...` in-process against the test database; return exit code, stdout, stderr."""
+    monkeypatch.setenv("FLOWFLEET_DATABASE_URL", database_url)
+
+    def run(*argv: str) -> Ran:
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Ran(code, captured.out, captured.err)
+
+    return run

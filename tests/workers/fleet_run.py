@@ -1,7 +1,8 @@
-"""The started in-memory fleet a worker test drives: publish, settle, and read what it left."""
+"""What worker tests drive: the started in-memory fleet (publish, settle, read what it left) and the CLI."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -87,3 +88,17 @@ class FleetRun:
 
 
 FleetRunner = Callable[..., FleetRun]
+
+
+#: The outcome of one in-process `flowfleet ARGS...` run (the `cli` fixture).
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Cli = Callable[..., Ran]

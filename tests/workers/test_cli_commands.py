@@ -5,53 +5,23 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from envelopes import envelope, message_id_of, order_v2
-from fleet_run import FleetRun
+from fleet_run import Cli, FleetRun
 from sqlalchemy import Engine
 
 from handlers.errors import PermanentError
 from workers import demo
 from workers.adapters.fake import FakeDownstream
-from workers.cli import main
 from workers.dead_letters import archive_record, dead_letter_headers, dead_letter_id
 from workers.failures import classify
 from workers.store.archive import archive
 
 SECRET_EMAIL = "ana.secret@example.com"
 BROKEN_EMAIL = "broken.secret@example.com"
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Ran]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, database_url: str) -> Cli:
-    """Run `flowfleet ARGS...` in-process against the test database; return exit code, stdout, stderr."""
-    monkeypatch.setenv("FLOWFLEET_DATABASE_URL", database_url)
-
-    def run(*argv: str) -> Ran:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture

@@ -6,53 +6,30 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from envelopes import envelope, order_v2
-from fleet_run import FleetRun
+from fleet_run import Cli, FleetRun
 from sqlalchemy import Engine, func, select
 
 from workers import dlq_commands
 from workers.adapters.fake import FakeDownstream
-from workers.cli import main
 from workers.store.tables import dead_letter_actions, dead_letters
 
 SECRET = "ana.secret@example.com"
 REASON = "ERP fixed the export bug (INC-7)"
 
 
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Ran]
-
-
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, database_url: str) -> Cli:
-    """Run `flowfleet ARGS...` in-process on the test database as operator `oncall`, with the fleet's age limit."""
-    monkeypatch.setenv("FLOWFLEET_DATABASE_URL", database_url)
+def cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The shared `cli`, as operator `oncall`, with the fleet's age limit."""
     monkeypatch.setenv("FLOWFLEET_MAX_EVENT_AGE_SECONDS", "3600")
     monkeypatch.setenv("FLOWFLEET_OPERATOR", "oncall")
-
-    def run(*argv: str) -> Ran:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
-
-    return run
+    return cli
 
 
 class Erp:
