@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from contracts.catalogue import REGISTRY
@@ -734,26 +734,45 @@ def dlq_discard(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _report_change(args, "would discard", ids, dry_run=True)
         with engine.begin() as connection:
-            action_id = ops.create_action(
+            selection = replace(where, status=None).to_json()
+            action_id, moved = _move(
                 connection,
+                args,
                 kind=ops.DISCARD,
-                actor=actor_of(args),
-                reason=args.reason,
-                selection=replace(where, status=None).to_json(),
-                status=ops.FINISHED,
-            )
-            moved = ops.change_status(
-                connection,
-                ids,
-                from_status="open",
-                to_status="discarded",
-                actor=actor_of(args),
-                reason=args.reason,
-                action_id=action_id,
+                selection=selection,
+                ids=ids,
+                statuses=("open", "discarded"),
                 event="discarded",
             )
-            ops.update_counts(connection, action_id, selected=len(ids), discarded=len(moved))
     return _report_change(args, "discarded", moved, action_id=action_id, skipped=sorted(set(ids) - set(moved)))
+
+
+def _move(
+    connection: Connection,
+    args: argparse.Namespace,
+    *,
+    kind: str,
+    selection: dict[str, Any],
+    ids: list[int],
+    statuses: tuple[str, str],
+    event: str,
+) -> tuple[int, list[int]]:
+    """One audited status change (discard, restore): the action, each record's move, the counts."""
+    action_id = ops.create_action(
+        connection, kind=kind, actor=actor_of(args), reason=args.reason, selection=selection, status=ops.FINISHED
+    )
+    moved = ops.change_status(
+        connection,
+        ids,
+        from_status=statuses[0],
+        to_status=statuses[1],
+        actor=actor_of(args),
+        reason=args.reason,
+        action_id=action_id,
+        event=event,
+    )
+    ops.update_counts(connection, action_id, selected=len(ids), **{event: len(moved)})
+    return action_id, moved
 
 
 def dlq_restore(args: argparse.Namespace) -> int:
@@ -767,25 +786,15 @@ def dlq_restore(args: argparse.Namespace) -> int:
             would = sorted(int(row["id"]) for row in found[0])
             return _report_change(args, "would restore", would, dry_run=True, skipped=sorted(set(ids) - set(would)))
         with engine.begin() as connection:
-            action_id = ops.create_action(
+            action_id, moved = _move(
                 connection,
+                args,
                 kind=ops.RESTORE,
-                actor=actor_of(args),
-                reason=args.reason,
                 selection={"ids": ids},
-                status=ops.FINISHED,
-            )
-            moved = ops.change_status(
-                connection,
-                ids,
-                from_status="discarded",
-                to_status="open",
-                actor=actor_of(args),
-                reason=args.reason,
-                action_id=action_id,
+                ids=ids,
+                statuses=("discarded", "open"),
                 event="restored",
             )
-            ops.update_counts(connection, action_id, selected=len(ids), restored=len(moved))
     return _report_change(args, "restored", moved, action_id=action_id, skipped=sorted(set(ids) - set(moved)))
 
 
