@@ -16,13 +16,19 @@ class SqlPaymentBook:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        #: The operations each payment had when read: `save` writes only the ones added since.
+        self._stored: dict[str, set[tuple[str, str]]] = {}
 
     def get(self, payment_id: str) -> Payment | None:
         query = select(payments).where(payments.c.payment_id == payment_id).with_for_update()
         row = self._connection.execute(query).mappings().first()
         if row is None:
             return None
-        operations = select(payment_operations).where(payment_operations.c.payment_id == payment_id)
+        query = select(payment_operations).where(payment_operations.c.payment_id == payment_id)
+        operations = [
+            (op["kind"], op["operation_id"], op["amount_minor"]) for op in self._connection.execute(query).mappings()
+        ]
+        self._stored[payment_id] = {(kind, operation_id) for kind, operation_id, _amount in operations}
         return Payment(
             payment_id=row["payment_id"],
             order_id=row["order_id"],
@@ -31,10 +37,7 @@ class SqlPaymentBook:
             captured_minor=row["captured_minor"],
             refunded_minor=row["refunded_minor"],
             status=row["status"],
-            operations=[
-                (op["kind"], op["operation_id"], op["amount_minor"])
-                for op in self._connection.execute(operations).mappings()
-            ],
+            operations=operations,
         )
 
     def save(self, payment: Payment) -> None:
@@ -53,7 +56,11 @@ class SqlPaymentBook:
         )
         if changed.rowcount == 0:
             self._connection.execute(payments.insert().values(payment_id=payment.payment_id, **values))
+        stored = self._stored.setdefault(payment.payment_id, set())
         for kind, operation_id, amount in payment.operations:
+            if (kind, operation_id) in stored:
+                continue
+            stored.add((kind, operation_id))
             row = {
                 "kind": kind,
                 "operation_id": operation_id,
