@@ -168,18 +168,18 @@ def _apply_for(handler: str) -> Callable[..., object]:
 
 
 def fleet(spec: dict[str, Any], meter: Meter) -> None:
-    """flowfleet's own worker, assembled as workers.run does, with the spec's flow and handler."""
+    """flowfleet's own worker, assembled as workers.cli.worker does, with the spec's flow and handler."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     import dramatiq
     from pydantic import SecretStr
 
-    import workers.pipeline
-    from workers.adapters.fake import FakeDownstream
-    from workers.broker import FleetBroker
+    import workers.runtime.pipeline
+    from workers.cli.worker import declare_topology
+    from workers.delivery.fake import FakeDownstream
     from workers.fleet import Fleet, middleware, register_actors, topology
-    from workers.flow import Flow
     from workers.flows import orders
-    from workers.run import declare_topology
+    from workers.flows.flow import Flow
+    from workers.messaging.broker import FleetBroker
     from workers.settings import Settings
     from workers.store.db import make_engine
 
@@ -198,7 +198,7 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
         flow = Flow(name=orders.FLOW.name, systems=(), apply=_apply_for("noop" if handler == "minimal" else handler))
     if not spec.get("dedup", True) or not spec.get("db"):
         # Dedup off: the claim is skipped (always "first"); the effect's transaction stays.
-        workers.pipeline.claim = lambda *_args, **_kwargs: True  # type: ignore[attr-defined]
+        workers.runtime.pipeline.claim = lambda *_args, **_kwargs: True  # type: ignore[attr-defined]
     engine: Any = make_engine(spec["db"]) if spec.get("db") else NoDatabase()
     outcomes = _counting_outcomes(spec, meter)
     plan = topology(settings, (flow,))
@@ -224,8 +224,8 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
 
 def _counting_outcomes(spec: dict[str, Any], meter: Meter) -> Any:
     """Outcomes that tick the meter per applied message, or (dead-letter runs) per archived dead letter."""
-    import workers.drain
-    from workers.metrics import Outcomes
+    import workers.deadletters.drain
+    from workers.observability.metrics import Outcomes
 
     count_archived = spec.get("count") == "archived"
 
@@ -244,14 +244,14 @@ def _counting_outcomes(spec: dict[str, Any], meter: Meter) -> Any:
                 meter.tick((datetime.now(UTC) - occurred_at).total_seconds() if spec.get("latency") else None)
 
     if count_archived:
-        original_store = workers.drain.store
+        original_store = workers.deadletters.drain.store
 
         def counting_store(*args: Any, **kwargs: Any) -> int | None:
             stored = original_store(*args, **kwargs)
             meter.tick()
             return stored
 
-        workers.drain.store = counting_store
+        workers.deadletters.drain.store = counting_store
     return CountingOutcomes()
 
 
@@ -259,8 +259,8 @@ def _run(spec: dict[str, Any], meter: Meter, fleet: Any, delivery_limits: dict[s
     """Start the Dramatiq worker (and the archive drain, as `flowfleet worker` does); stop after the meter."""
     from dramatiq import Worker
 
-    from workers.drain import ArchiveDrain
-    from workers.topology import connection_parameters
+    from workers.deadletters.drain import ArchiveDrain
+    from workers.messaging.topology import connection_parameters
 
     settings = fleet.settings
     worker = Worker(fleet.broker, worker_threads=settings.worker_threads, worker_timeout=1000)
@@ -380,9 +380,9 @@ def celery(spec: dict[str, Any], meter: Meter) -> None:
 
 
 def publisher(spec: dict[str, Any], _meter: Meter) -> None:
-    """Publish `messages` envelopes confirmed (workers.publisher) or unconfirmed (plain pika)."""
+    """Publish `messages` envelopes confirmed (workers.messaging.publisher) or unconfirmed (plain pika)."""
     from bench import services
-    from workers.publisher import ConfirmedPublisher, Outgoing
+    from workers.messaging.publisher import ConfirmedPublisher, Outgoing
 
     bodies = list(services.valid_bodies(spec["messages"], spec["tag"]))
     outgoing = [Outgoing("order.created", body) for body in bodies]

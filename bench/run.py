@@ -90,7 +90,7 @@ SCENARIOS: dict[str, Scenario] = {
             db=True,
             invalid=True,
         ),
-        Scenario("publish-confirmed", "confirmed publish (workers.publisher, window 256)", "publisher"),
+        Scenario("publish-confirmed", "confirmed publish (workers.messaging.publisher, window 256)", "publisher"),
         Scenario("publish-unconfirmed", "unconfirmed publish (plain pika)", "publisher"),
     )
 }
@@ -203,7 +203,7 @@ class Bench:
         }
 
     def declare(self, scenario: Scenario) -> None:
-        from workers.topology import Topology, apply
+        from workers.messaging.topology import Topology, apply
 
         connection = self.vhost.connection()
         try:

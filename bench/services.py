@@ -182,8 +182,8 @@ PROPERTIES = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, co
 
 
 def publish_confirmed(url: str, exchange: str, routing_key: str, bodies: Iterable[bytes]) -> int:
-    """Publish bodies with pipelined confirms (workers.publisher); returns how many the broker took."""
-    from workers.publisher import ConfirmedPublisher, Outgoing
+    """Publish bodies with pipelined confirms (workers.messaging.publisher); returns how many the broker took."""
+    from workers.messaging.publisher import ConfirmedPublisher, Outgoing
 
     publisher = ConfirmedPublisher(pika.URLParameters(url), exchange, window=512)
     report = publisher.publish(Outgoing(routing_key, body) for body in bodies)

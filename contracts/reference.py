@@ -10,8 +10,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.catalogue import REGISTRY
 from contracts.envelope import MAX_BODY_BYTES, Envelope
+from contracts.published import REGISTRY
 from contracts.registry import Contract, ContractRegistry
 from contracts.schema import contract_schema
 
@@ -85,7 +85,7 @@ def _header(contracts: list[Contract]) -> str:
         [
             "# Contracts and wire format",
             "",
-            f"<!-- Generated from contracts/catalogue.py by `{REGENERATE}`. Do not edit by hand. -->",
+            f"<!-- Generated from contracts/published.py by `{REGENERATE}`. Do not edit by hand. -->",
             "",
             "This page is for teams that publish business events to flowfleet from any language. It says how",
             "to publish, what every contract looks like (fields, versions, keys, business rules, a full",

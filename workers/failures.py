@@ -10,7 +10,7 @@ from types import TracebackType
 from contracts.errors import RejectedMessage
 from handlers.errors import PermanentError, Throttled, TransientError
 
-STAGES = ("decode", "contract", "handler", "expired")
+STAGES = ("decode", "contract", "handler", "expired", "delivery")
 #: Tracebacks are trimmed to their last frames: the archive needs the cause, not the whole stack.
 TRACEBACK_LIMIT = 12
 MAX_ERROR_MESSAGE = 2000

@@ -11,26 +11,20 @@ from dramatiq import Broker, Middleware
 from dramatiq.middleware import CurrentMessage, ShutdownNotifications, TimeLimit
 from sqlalchemy import Engine
 
-from contracts.catalogue import REGISTRY
+from contracts.published import REGISTRY
 from handlers.downstream import Downstream
-from workers.adapters.http import HttpDownstream
-from workers.adapters.rate_limit import per_second, rate_limits
-from workers.failure_policy import FailurePolicy
-from workers.flow import Flow
-from workers.flows import catalog, fulfillment, inventory, orders, payments, returns
-from workers.logs import MessageLog
-from workers.metrics import Outcomes
-from workers.pipeline import FlowPipeline
-from workers.retrying import RetryBudget
-from workers.sentry import SentryFailures
-from workers.settings import Settings
-from workers.topology import DEAD_LETTER_SUFFIX, Topology
-
-FLOWS: tuple[Flow, ...] = (orders.FLOW, inventory.FLOW, payments.FLOW, fulfillment.FLOW, returns.FLOW, catalog.FLOW)
-
-
-class ConfigurationError(Exception):
-    """Start-up cannot go on: the message says which setting to fix."""
+from workers.delivery.http import HttpDownstream
+from workers.delivery.rate_limit import per_second, rate_limits
+from workers.flows import FLOWS
+from workers.flows.flow import Flow
+from workers.messaging.topology import DEAD_LETTER_SUFFIX, Topology
+from workers.observability.logs import MessageLog
+from workers.observability.metrics import Outcomes
+from workers.observability.sentry import SentryFailures
+from workers.runtime.failure_policy import FailurePolicy
+from workers.runtime.pipeline import FlowPipeline
+from workers.runtime.retrying import RetryBudget
+from workers.settings import ConfigurationError, Settings
 
 
 @dataclass

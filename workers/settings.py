@@ -11,6 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DOWNSTREAM_SYSTEMS = ("erp", "channels", "notify", "payments")
 
 
+class ConfigurationError(Exception):
+    """Start-up cannot go on: the message says which setting to fix."""
+
+
 class Settings(BaseSettings):
     """Configuration of one worker process. Every field maps to `FLOWFLEET_<NAME>`."""
 

@@ -29,10 +29,10 @@ from dramatiq.common import dq_name
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from contracts.catalogue import REGISTRY
 from contracts.envelope import MAX_BODY_BYTES, decode_envelope
 from contracts.errors import ContractViolation, UndecodableMessage
-from workers.ingress import DRAMATIQ_FORMAT, FORMAT_HEADER, decode_body, encode_body, message_from_delivery
+from contracts.published import REGISTRY
+from workers.messaging.ingress import DRAMATIQ_FORMAT, FORMAT_HEADER, decode_body, encode_body, message_from_delivery
 
 pytestmark = pytest.mark.integration
 

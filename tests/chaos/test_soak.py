@@ -34,7 +34,7 @@ import pika.exceptions
 import psycopg
 import pytest
 
-from contracts.catalogue import REGISTRY
+from contracts.published import REGISTRY
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from contracts.catalogue import REGISTRY
 from contracts.envelope import Envelope
+from contracts.published import REGISTRY
 from contracts.reference import REGENERATE, render_reference
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from contracts.catalogue import REGISTRY
 from contracts.envelope import Envelope
 from contracts.errors import ContractViolation
 from contracts.orders import OrderCreatedV2
+from contracts.published import REGISTRY
 from contracts.registry import Contract, ContractRegistry
 
 
@@ -185,7 +185,7 @@ def test_every_flow_of_the_fleet_has_its_contracts_and_every_contract_an_example
             assert contract.business_keys(event), contract.name
 
 
-def test_the_fleet_catalogue_holds_order_created_in_the_orders_flow() -> None:
+def test_the_published_registry_holds_order_created_in_the_orders_flow() -> None:
     contract = REGISTRY.get("order.created")
 
     assert contract.flow == "orders"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from fakes import Shop
 
 from contracts.fulfillment import ShipmentDispatchedV1
 from contracts.inventory import InventoryAdjustedV1
 from contracts.orders import OrderCancelledV1, OrderCreatedV2
 from handlers.errors import PermanentError, TransientError
 from handlers.inventory import StockChanged
+from tests.support.fakes import Shop
 
 
 def an_order(*lines: tuple[str, int], order_id: str = "ORD-1") -> OrderCreatedV2:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import Shop
 
 from contracts.catalog import PriceChangedV1, ProductUpdatedV1
 from handlers.catalog import Price, Product
 from handlers.outcomes import Stale
+from tests.support.fakes import Shop
 
 
 def price_changed(effective_at: str, amount: int = 1799, *, currency: str = "EUR", sku: str = "TEE") -> PriceChangedV1:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fakes import Shop
 
 from contracts.fulfillment import ShipmentDeliveredV1, ShipmentDispatchedV1
 from contracts.orders import OrderCancelledV1, OrderCreatedV2
 from handlers.errors import PermanentError, TransientError
 from handlers.fulfillment import Shipment
+from tests.support.fakes import Shop
 
 
 def an_order(*lines: tuple[str, int], order_id: str = "ORD-1") -> OrderCreatedV2:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import Shop
 
 from contracts.inventory import InventoryAdjustedV1, InventoryCountedV1
 from contracts.orders import OrderCreatedV2
@@ -13,6 +12,7 @@ from handlers.errors import PermanentError
 from handlers.inventory import StockChanged
 from handlers.outcomes import Stale
 from handlers.stock import StockLevel
+from tests.support.fakes import Shop
 
 
 def an_order(*lines: tuple[str, int], order_id: str) -> OrderCreatedV2:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fakes import Shop
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 from contracts.orders import OrderCreatedV2
 from contracts.payments import PaymentAuthorizedV1, PaymentCapturedV1, PaymentFailedV1, PaymentRefundedV1
 from handlers.errors import PermanentError, TransientError
+from tests.support.fakes import Shop
 
 
 def an_order(order_id: str = "ORD-1", *, currency: str = "EUR", total_minor: int = 5000) -> OrderCreatedV2:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import InMemoryOrderBook, InMemoryStockBook, RecordingDownstream
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,7 @@ from contracts.orders import OrderCreatedV2
 from handlers.errors import PermanentError, TransientError
 from handlers.order_book import Line, Order
 from handlers.orders import place_order
+from tests.support.fakes import InMemoryOrderBook, InMemoryStockBook, RecordingDownstream
 
 
 def an_order(*lines: tuple[str, int], order_id: str = "ORD-1", **fields: Any) -> OrderCreatedV2:

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from fakes import Shop
 
 from contracts.fulfillment import ShipmentDeliveredV1, ShipmentDispatchedV1
 from contracts.inventory import InventoryCountedV1
@@ -14,6 +13,7 @@ from contracts.orders import OrderCreatedV2
 from contracts.returns import ReturnReceivedV1, ReturnRequestedV1
 from handlers.errors import PermanentError, TransientError
 from handlers.returns import Return, ReturnLine
+from tests.support.fakes import Shop
 
 HUB = "returns-hub"
 

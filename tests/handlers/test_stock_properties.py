@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from fakes import Shop
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -25,6 +24,7 @@ from handlers.errors import PermanentError
 from handlers.inventory import StockChanged
 from handlers.order_book import Line, Order
 from handlers.outcomes import Stale
+from tests.support.fakes import Shop
 
 SKUS = ("MUG", "TEE")
 LOCATIONS = ("berlin", "hamburg")

@@ -25,10 +25,10 @@ import pika
 import pika.exceptions
 import psycopg
 import pytest
-from integration_helpers import Metrics, flowfleet_command, free_port, wait_until
 from psycopg.rows import dict_row
 
-from workers.demo_day import order_v2
+from tests.support.integration import Metrics, flowfleet_command, free_port, wait_until
+from workers.demo.day import order_v2
 
 RABBIT_HOST = os.environ.get("FLOWFLEET_TEST_RABBIT_HOST", "127.0.0.1")
 RABBIT_PORT = int(os.environ.get("FLOWFLEET_TEST_RABBIT_PORT", "5672"))
@@ -576,7 +576,7 @@ def publish_rejects(publish: Callable[..., None]) -> Callable[[], RejectedMessag
 
 def dedup_key_of(contract: str, data: dict[str, Any], version: int | None = None) -> str:
     """The dedup key the fleet derives from `data`, as its contract declares it."""
-    from contracts.catalogue import REGISTRY
+    from contracts.published import REGISTRY
 
     found = REGISTRY.get(contract)
     return found.dedup_key(found.parse(version or found.latest_version, data))
@@ -652,7 +652,7 @@ def store(database: Database) -> Store:
 @pytest.fixture
 def emit(publish: Callable[..., None]) -> Callable[..., dict[str, Any]]:
     """Publish one event of any contract, routed by its name; returns the envelope sent."""
-    from contracts.catalogue import REGISTRY
+    from contracts.published import REGISTRY
 
     def send(
         contract: str, data: dict[str, Any], *, version: int | None = None, raw_utf8: bool = False

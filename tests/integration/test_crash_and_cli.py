@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from workers.demo_day import order_v2
+from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from typing import Any
 import pika
 import pytest
 
-from workers.demo_day import order_v2
+from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ REASON = "ERP export bug fixed in 4.2.1 (INC-4711)"
 
 def _flowfleet() -> list[str]:
     script = Path(sys.executable).with_name("flowfleet")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "workers.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "workers.cli.main"]
 
 
 def start_dlq(service_env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -13,16 +13,16 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from integration_helpers import Metrics, flowfleet_command, free_port, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from workers.demo_day import order_v2
+from tests.support.integration import Metrics, flowfleet_command, free_port, wait_until
+from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
 
 
 def _ops_helpers() -> ModuleType:
-    """tests/ops/observability.py: the dashboard's and alert rules' queries and the metric names they use."""
+    """tests/support/observability.py: the dashboard's and alert rules' queries and the metric names they use."""
     if "observability" in sys.modules:
         return sys.modules["observability"]
     spec = importlib.util.spec_from_file_location(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pika
 import pytest
 
-from workers.demo_day import order_v1, order_v2
+from workers.demo.day import order_v1, order_v2
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from handlers.errors import Throttled
-from workers.adapters.http import HttpDownstream
-from workers.adapters.rate_limit import RateLimits, RedisStore
+from workers.delivery.http import HttpDownstream
+from workers.delivery.rate_limit import RateLimits, RedisStore
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 
 from contracts.errors import ContractViolation
 from handlers.errors import PermanentError
-from workers.dead_letters import archive_record, dead_letter_headers, dead_letter_id
 from workers.failures import classify
-from workers.store.archive import archive
+from workers.messaging.dead_letters import archive_record, dead_letter_headers, dead_letter_id
+from workers.store.archive.records import archive
 from workers.store.db import make_engine, migrate
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import yaml
-from observability import ALERT_TESTS, ALERTS, alert_rules, run_promtool
+
+from tests.support.observability import ALERT_TESTS, ALERTS, alert_rules, run_promtool
 
 #: What the issue asks the fleet to page or warn about, and the rule that does.
 REQUIRED = {

@@ -14,9 +14,9 @@ import jsonschema
 import pytest
 import yaml
 from check_jsonschema.builtin_schemas import get_builtin_schema
-from observability import run_promtool
-from test_procfile import procfile_processes
 
+from tests.ops.test_procfile import procfile_processes
+from tests.support.observability import run_promtool
 from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from observability import (
+
+from tests.support.observability import (
     check_expressions,
     dashboard,
     dashboard_queries,
@@ -103,7 +104,7 @@ def test_every_panel_expression_parses(tmp_path: Path) -> None:
 
 
 def test_a_broken_expression_is_caught(tmp_path: Path) -> None:
-    from observability import Query
+    from tests.support.observability import Query
 
     checked = check_expressions([Query("a typo", "sum by (flow (rate(flowfleet_messages_total[5m]))")], tmp_path)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from honcho.environ import parse_procfile
 
-from workers.cli import parser
-from workers.commands import COMMANDS
+from workers.cli.commands import COMMANDS
+from workers.cli.main import parser
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = ROOT / "Procfile"

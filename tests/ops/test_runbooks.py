@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from observability import ROOT, RUNBOOKS, alert_rules
 
-from workers.cli import main, parser
+from tests.support.observability import ROOT, RUNBOOKS, alert_rules
+from workers.cli.main import main, parser
 
 HEADINGS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation and owner"]
 #: Commands that only read (the archive, the contracts, the topology): they run against the test archive.

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from dramatiq import Worker
 from dramatiq.worker import has_results_middleware
-from fleet_run import Cli, FleetRun, FleetRunner, Ran
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from workers.adapters.fake import FakeDownstream
-from workers.cli import main
-from workers.demo import seed_stock
+from tests.support.fleet_run import Cli, FleetRun, FleetRunner, Ran
+from workers.cli.main import main
+from workers.delivery.fake import FakeDownstream
+from workers.demo.embedded import seed_stock
 from workers.fleet import Fleet, middleware, register_actors, topology
-from workers.memory_broker import MemoryBroker
-from workers.metrics import Outcomes
+from workers.messaging.memory_broker import MemoryBroker
+from workers.observability.metrics import Outcomes
 from workers.settings import Settings
 from workers.store.db import make_engine, migrate
 

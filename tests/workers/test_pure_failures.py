@@ -207,9 +207,9 @@ def test_the_same_error_type_from_another_place_in_the_application_fingerprints_
 
 
 def test_a_fingerprint_is_a_short_stable_hex_id() -> None:
-    value = fingerprint("handler", "KeyError", "workers.pipeline:run", ())
+    value = fingerprint("handler", "KeyError", "workers.runtime.pipeline:run", ())
 
-    assert value == fingerprint("handler", "KeyError", "workers.pipeline:run", ())
+    assert value == fingerprint("handler", "KeyError", "workers.runtime.pipeline:run", ())
     assert len(value) == 16
     assert int(value, 16) >= 0
 

@@ -11,8 +11,8 @@ from contracts.catalog import PriceChangedV1, ProductUpdatedV1
 from contracts.registry import ParsedEvent
 from handlers.catalog import change_price, update_product
 from handlers.downstream import Downstream
-from workers.flow import Flow
-from workers.store.catalog import SqlCatalog
+from workers.flows.flow import Flow
+from workers.store.books.catalog import SqlCatalog
 
 
 def apply(parsed: ParsedEvent, connection: Connection, downstream: Mapping[str, Downstream]) -> object:

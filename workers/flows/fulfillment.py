@@ -11,10 +11,10 @@ from contracts.fulfillment import ShipmentDeliveredV1, ShipmentDispatchedV1
 from contracts.registry import ParsedEvent
 from handlers.downstream import Downstream
 from handlers.fulfillment import deliver_shipment, dispatch_shipment
-from workers.flow import Flow
-from workers.store.fulfillment import SqlShipmentBook
-from workers.store.inventory import SqlStockBook
-from workers.store.orders import SqlOrderBook
+from workers.flows.flow import Flow
+from workers.store.books.fulfillment import SqlShipmentBook
+from workers.store.books.inventory import SqlStockBook
+from workers.store.books.orders import SqlOrderBook
 
 
 def apply(parsed: ParsedEvent, connection: Connection, downstream: Mapping[str, Downstream]) -> object:

@@ -11,9 +11,9 @@ from contracts.orders import OrderCancelledV1, OrderCreatedV2
 from contracts.registry import ParsedEvent
 from handlers.downstream import Downstream
 from handlers.orders import cancel_order, place_order
-from workers.flow import Flow
-from workers.store.inventory import SqlStockBook
-from workers.store.orders import SqlOrderBook
+from workers.flows.flow import Flow
+from workers.store.books.inventory import SqlStockBook
+from workers.store.books.orders import SqlOrderBook
 
 
 def apply(parsed: ParsedEvent, connection: Connection, downstream: Mapping[str, Downstream]) -> object:

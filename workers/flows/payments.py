@@ -11,9 +11,9 @@ from contracts.payments import PaymentAuthorizedV1, PaymentCapturedV1, PaymentFa
 from contracts.registry import ParsedEvent
 from handlers.downstream import Downstream
 from handlers.payments import authorize_payment, capture_payment, fail_payment, refund_payment
-from workers.flow import Flow
-from workers.store.orders import SqlOrderBook
-from workers.store.payments import SqlPaymentBook
+from workers.flows.flow import Flow
+from workers.store.books.orders import SqlOrderBook
+from workers.store.books.payments import SqlPaymentBook
 
 
 def apply(parsed: ParsedEvent, connection: Connection, downstream: Mapping[str, Downstream]) -> object:

@@ -11,10 +11,10 @@ from contracts.returns import FLOW as NAME
 from contracts.returns import ReturnReceivedV1, ReturnRequestedV1
 from handlers.downstream import Downstream
 from handlers.returns import receive_return, request_return
-from workers.flow import Flow
-from workers.store.inventory import SqlStockBook
-from workers.store.orders import SqlOrderBook
-from workers.store.returns import SqlReturnBook
+from workers.flows.flow import Flow
+from workers.store.books.inventory import SqlStockBook
+from workers.store.books.orders import SqlOrderBook
+from workers.store.books.returns import SqlReturnBook
 
 
 def apply(parsed: ParsedEvent, connection: Connection, downstream: Mapping[str, Downstream]) -> object:

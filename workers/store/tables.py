@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -272,4 +273,62 @@ dead_letter_keys = Table(
     Column("name", String(100), primary_key=True),
     Column("value", String(200), primary_key=True),
     Index("ix_dead_letter_keys_name_value", "name", "value"),
+)
+
+#: The transactional outbox: one row per request a handler asked of a downstream system, written in the
+#: effect's own transaction and sent after commit by the delivery relay (workers/delivery/).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("system", String(32), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("idempotency_key", String(600), nullable=False),
+    #: Deliveries of one key go out in commit order; a failing or dead-lettered head holds back only its key.
+    Column("ordering_key", String(300), nullable=False),
+    #: Set for requests that carry only the latest value (availability, prices): a newer one replaces it.
+    Column("supersede_key", String(300), nullable=True),
+    # The event that caused it.
+    Column("flow", String(50), nullable=False),
+    Column("contract", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("dedup_key", String(200), nullable=False),
+    Column("business_keys", JSON, nullable=False),
+    # Where it stands (workers/store/outbox/status.py).
+    Column("status", String(20), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("throttles", Integer, nullable=False, default=0),
+    Column("first_failed_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("dead_letter_id", Integer, nullable=True),
+    Index("ix_deliveries_due", "system", "status", "next_attempt_at"),
+    Index("ix_deliveries_ordering", "ordering_key", "id"),
+    Index("ix_deliveries_supersede", "supersede_key", "status"),
+    Index("ix_deliveries_message", "message_id"),
+    Index("ix_deliveries_finished", "status", "finished_at"),
+)
+
+#: One row per downstream system: the operator's pause and the fleet-wide circuit breaker, seen by every relay.
+downstream_controls = Table(
+    "downstream_controls",
+    metadata,
+    Column("system", String(32), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("paused_by", String(200), nullable=True),
+    Column("pause_reason", Text, nullable=True),
+    Column("paused_since", DateTime(timezone=True), nullable=True),
+    Column("paused_until", DateTime(timezone=True), nullable=True),
+    Column("breaker", String(20), nullable=False, default="closed"),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("breaker_opened_at", DateTime(timezone=True), nullable=True),
+    Column("breaker_probe_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
 )

@@ -1,0 +1,1 @@
+"""Helpers shared by the test folders, imported by module path: envelopes, fakes, fleet runs, ops helpers."""

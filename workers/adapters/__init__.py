@@ -1,1 +1,0 @@
-"""Downstream adapters: how effects reach the ERP, channels, notify and payments systems."""

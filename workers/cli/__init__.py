@@ -1,0 +1,1 @@
+"""The `flowfleet` command line: one module per command group, registered in one place."""

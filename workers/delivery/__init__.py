@@ -1,0 +1,1 @@
+"""How effects reach downstream systems: the HTTP adapter, the demo's fake, answers, the fleet-wide rate limit."""

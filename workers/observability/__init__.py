@@ -1,0 +1,1 @@
+"""What the fleet tells its operators: metrics and their endpoint, the exporter, logs, Sentry, scrubbing and masking."""

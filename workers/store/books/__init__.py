@@ -1,0 +1,1 @@
+"""The SQL implementations of the handlers' ports: one book per flow, written on the message's transaction."""

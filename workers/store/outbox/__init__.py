@@ -1,0 +1,1 @@
+"""The outbox in SQL: deliveries recorded with their effects, claimed and settled by the relay; pause and breaker."""
