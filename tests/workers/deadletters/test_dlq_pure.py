@@ -11,11 +11,11 @@ import pytest
 from contracts.published import REGISTRY
 from handlers.errors import PermanentError
 from tests.support.envelopes import envelope, order_v1, order_v2
-from workers.cli.commands import CommandError
-from workers.cli.dlq import parse_moment
+from workers.cli.command import CommandError
+from workers.cli.dlq.arguments import parse_moment
+from workers.deadletters.copies import copy_headers, route
 from workers.deadletters.json_patch import PatchError, apply_patch, json_equal
 from workers.deadletters.repair import RepairRefused, lenient_dedup_key, repair
-from workers.deadletters.replay import copy_headers, route
 from workers.failures import classify
 from workers.messaging.dead_letters import archive_record, dead_letter_headers, dead_letter_id, search_keys
 from workers.messaging.replay_headers import REPLAY_ACTION_HEADER, REPLAY_OF_HEADER, ReplayMark
