@@ -13,7 +13,7 @@ from workers.failures import STAGES
 from workers.store.archive.records import (
     DeadLetterFilter,
 )
-from workers.store.archive.status import STATUSES
+from workers.store.archive.status import OPEN, STATUSES
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -34,7 +34,7 @@ def filters(parser: argparse.ArgumentParser, *, status: bool) -> None:
         "--key", action="append", default=[], metavar="NAME=VALUE", help="business key, across flows (repeatable)"
     )
     if status:
-        parser.add_argument("--status", default="open", help="open|replayed|discarded|resolved|any")
+        parser.add_argument("--status", default=OPEN, help="|".join((*STATUSES, "any")))
 
 
 def write_arguments(parser: argparse.ArgumentParser, *, reason_required: bool) -> None:
@@ -100,7 +100,7 @@ def read_status(args: argparse.Namespace) -> str | None:
 
 
 def write_selection(args: argparse.Namespace) -> DeadLetterFilter:
-    where = selection(args, status="open")
+    where = selection(args, status=OPEN)
     if not where.narrows and not args.all:
         raise CommandError("select what to act on: IDs, --group, a filter (--flow, --key, …), or --all")
     return where

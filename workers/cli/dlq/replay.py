@@ -40,6 +40,7 @@ from workers.store.archive.records import (
     get_dead_letter,
     iter_dead_letters,
 )
+from workers.store.archive.status import OPEN
 
 
 def register(actions: Subparsers) -> None:
@@ -189,7 +190,7 @@ def dlq_repair(args: argparse.Namespace, settings: Settings) -> int:
             record = get_dead_letter(connection, args.id)
         if record is None:
             raise CommandError(f"no dead letter #{args.id}")
-        if record["status"] != "open":
+        if record["status"] != OPEN:
             raise CommandError(
                 f"dead letter #{args.id} is {record['status']}, not open"
                 + (f": repair its newest copy, #{record['replayed_as'][-1]}" if record["replayed_as"] else "")

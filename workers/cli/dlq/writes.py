@@ -34,6 +34,7 @@ from workers.store.archive.records import (
     list_dead_letters,
     matching_ids,
 )
+from workers.store.archive.status import DISCARDED, OPEN
 
 
 def register(actions: Subparsers) -> None:
@@ -69,7 +70,7 @@ def dlq_discard(args: argparse.Namespace, settings: Settings) -> int:
                 kind=DISCARD,
                 selection=selection,
                 ids=ids,
-                statuses=("open", "discarded"),
+                statuses=(OPEN, DISCARDED),
                 event="discarded",
             )
     return report_change(args, "discarded", moved, action_id=action_id, skipped=sorted(set(ids) - set(moved)))
@@ -109,7 +110,7 @@ def dlq_restore(args: argparse.Namespace, settings: Settings) -> int:
         if args.dry_run:
             with engine.connect() as connection:
                 found = list_dead_letters(
-                    connection, DeadLetterFilter(ids=tuple(ids), status="discarded"), limit=len(ids)
+                    connection, DeadLetterFilter(ids=tuple(ids), status=DISCARDED), limit=len(ids)
                 )
             would = sorted(int(row["id"]) for row in found[0])
             return report_change(args, "would restore", would, dry_run=True, skipped=sorted(set(ids) - set(would)))
@@ -120,7 +121,7 @@ def dlq_restore(args: argparse.Namespace, settings: Settings) -> int:
                 kind=RESTORE,
                 selection={"ids": ids},
                 ids=ids,
-                statuses=("discarded", "open"),
+                statuses=(DISCARDED, OPEN),
                 event="restored",
             )
     return report_change(args, "restored", moved, action_id=action_id, skipped=sorted(set(ids) - set(moved)))
