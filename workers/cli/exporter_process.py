@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 
 import pika
 from prometheus_client import CollectorRegistry, start_http_server
 
+from workers.cli.stopping import stop_on_signals
 from workers.messaging.management import ManagementApi
 from workers.observability.exporter import FleetExporter, watched_queues
 from workers.observability.logs import configure_logging
@@ -46,14 +44,7 @@ def run_exporter(settings: Settings, *, port: int | None) -> int:
             engine=engine,
         )
     )
-    stopping = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received signal %d; stopping", signum)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stopping = stop_on_signals(logger, "stopping")
     server, _thread = start_http_server(port, registry=registry)
     logger.info(
         "exporter serving on port %d: broker %s via %s, archive %s",

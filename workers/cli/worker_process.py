@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 
 import pika
 from dramatiq import Worker
 
+from workers.cli.stopping import stop_on_signals
 from workers.deadletters.drain import ArchiveDrain
-from workers.fleet import (
-    Fleet,
-    http_downstream,
-    middleware,
-    register_actors,
-    topology,
-)
+from workers.fleet import Fleet, http_downstream, middleware, register_actors, topology
 from workers.flows import FLOWS
 from workers.messaging.broker import FleetBroker
 from workers.messaging.topology import Topology, apply, connection_parameters
@@ -71,14 +63,7 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
         else None
     )
 
-    stopping = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received signal %d; finishing in-flight messages", signum)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stopping = stop_on_signals(logger, "finishing in-flight messages")
     logger.info(
         "worker starting: flows=%s broker=%s threads=%d prefetch=%d",
         ",".join(f.name for f in chosen),

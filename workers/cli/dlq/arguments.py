@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from workers.cli.command import CommandError
 from workers.failures import STAGES
-from workers.store.archive.records import (
-    DeadLetterFilter,
-)
+from workers.store.archive.records import DeadLetterFilter
 from workers.store.archive.status import OPEN, STATUSES
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")

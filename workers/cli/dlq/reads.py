@@ -5,33 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from workers.cli.command import CommandError, Subparsers, runs
 from workers.cli.dlq.archive import archive_engine, masked, readable
-from workers.cli.dlq.arguments import (
-    actor_of,
-    filters,
-    read_status,
-    selection,
-)
+from workers.cli.dlq.arguments import actor_of, filters, read_status, selection
 from workers.cli.dlq.render import counts_text
 from workers.cli.output import dump_json, json_line, print_json
 from workers.observability.masking import mask, mask_text
 from workers.settings import Settings
-from workers.store.archive.actions import (
-    EXPORT,
-    FINISHED,
-    create_action,
-    get_action,
-    list_actions,
-)
-from workers.store.archive.records import (
-    dead_letter_groups,
-    get_dead_letter,
-    iter_dead_letters,
-    list_dead_letters,
-)
+from workers.store.archive.actions import EXPORT, FINISHED, create_action, get_action, list_actions
+from workers.store.archive.records import dead_letter_groups, get_dead_letter, iter_dead_letters, list_dead_letters
 from workers.store.archive.replays import action_replays, outcome_counts
 
 RUNBOOKS = "runbooks"
@@ -78,17 +63,29 @@ def dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     where = selection(args, status=read_status(args))
     with archive_engine(settings) as engine, engine.connect() as connection:
         rows, total = list_dead_letters(connection, where, limit=args.limit, offset=args.offset)
-    rows = [mask(row) for row in rows]
-    if args.json:
-        print_json({"total": total, "offset": args.offset, "items": rows})
-        return 0
-    print(f"{total} dead letter(s); showing {len(rows)} from {args.offset}")
-    for row in rows:
-        print(
+    return _print_page(
+        args,
+        "dead letter(s)",
+        [mask(row) for row in rows],
+        total,
+        lambda row: (
             f"#{row['id']:<6} {row['last_failed_at']:%Y-%m-%d %H:%M:%S} {row['status']:<9} {row['flow']:<11} "
             f"{row['stage']:<8} {row['contract'] or '-':<18} attempts={row['attempts']:<3} "
             f"{row['error_type']}: {row['error_message'][:100]}"
-        )
+        ),
+    )
+
+
+def _print_page(
+    args: argparse.Namespace, what: str, rows: list[dict[str, Any]], total: int, line: Callable[[dict[str, Any]], str]
+) -> int:
+    """One page of a listing: as JSON with its total and offset, or a count line and one line per row."""
+    if args.json:
+        print_json({"total": total, "offset": args.offset, "items": rows})
+        return 0
+    print(f"{total} {what}; showing {len(rows)} from {args.offset}")
+    for row in rows:
+        print(line(row))
     return 0
 
 
@@ -198,16 +195,16 @@ def dlq_actions(args: argparse.Namespace, settings: Settings) -> int:
     with archive_engine(settings) as engine, engine.connect() as connection:
         if args.id is None:
             rows, total = list_actions_masked(connection, args)
-            if args.json:
-                print_json({"total": total, "offset": args.offset, "items": rows})
-                return 0
-            print(f"{total} action(s); showing {len(rows)} from {args.offset}")
-            for row in rows:
-                print(
+            return _print_page(
+                args,
+                "action(s)",
+                rows,
+                total,
+                lambda row: (
                     f"#{row['id']:<5} {row['started_at']:%Y-%m-%d %H:%M:%S} {row['kind']:<8} {row['status']:<11} "
                     f"by {row['actor']}: {row['reason'] or '-'}  {counts_text(row['counts'])}"
-                )
-            return 0
+                ),
+            )
         action = get_action(connection, args.id)
         if action is None:
             raise CommandError(f"no action #{args.id}")

@@ -19,12 +19,7 @@ from sqlalchemy.exc import OperationalError
 from contracts.published import REGISTRY
 from workers.cli.command import CommandError, Subparsers, runs
 from workers.cli.dlq.archive import archive_engine, masked, shown
-from workers.cli.dlq.arguments import (
-    actor_of,
-    filters,
-    write_arguments,
-    write_selection,
-)
+from workers.cli.dlq.arguments import actor_of, filters, write_arguments, write_selection
 from workers.cli.dlq.render import MAX_LISTED, print_report, progress_bar
 from workers.cli.output import dump_json, print_json
 from workers.deadletters.preflight import ALREADY_APPLIED, STILL_FAILING, WOULD_PASS, check
@@ -32,14 +27,8 @@ from workers.deadletters.repair import RepairRefused, repair
 from workers.deadletters.replay import Publisher, Replayer, ReplayError
 from workers.deadletters.report import ReplayOptions, ReplayReport
 from workers.settings import Settings
-from workers.store.archive.actions import (
-    REPAIR,
-)
-from workers.store.archive.records import (
-    DeadLetterFilter,
-    get_dead_letter,
-    iter_dead_letters,
-)
+from workers.store.archive.actions import REPAIR
+from workers.store.archive.records import DeadLetterFilter, get_dead_letter, iter_dead_letters
 from workers.store.archive.status import OPEN
 
 

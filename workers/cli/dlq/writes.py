@@ -11,29 +11,12 @@ from sqlalchemy import Connection
 
 from workers.cli.command import Subparsers, runs
 from workers.cli.dlq.archive import archive_engine
-from workers.cli.dlq.arguments import (
-    actor_of,
-    filters,
-    parse_moment,
-    write_arguments,
-    write_selection,
-)
+from workers.cli.dlq.arguments import actor_of, filters, parse_moment, write_arguments, write_selection
 from workers.cli.dlq.render import report_change
 from workers.settings import Settings
-from workers.store.archive.actions import (
-    DISCARD,
-    FINISHED,
-    PURGE,
-    RESTORE,
-    create_action,
-    update_counts,
-)
+from workers.store.archive.actions import DISCARD, FINISHED, PURGE, RESTORE, create_action, update_counts
 from workers.store.archive.moves import change_status, purge, purgeable
-from workers.store.archive.records import (
-    DeadLetterFilter,
-    list_dead_letters,
-    matching_ids,
-)
+from workers.store.archive.records import DeadLetterFilter, list_dead_letters, matching_ids
 from workers.store.archive.status import DISCARDED, OPEN
 
 
