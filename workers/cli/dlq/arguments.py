@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from workers.cli.command import CommandError
+from workers.deadletters.selection import moment
 from workers.failures import STAGES
 from workers.store.archive.records import DeadLetterFilter
 from workers.store.archive.status import OPEN, STATUSES
-
-_RELATIVE = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def filters(parser: argparse.ArgumentParser, *, status: bool) -> None:
@@ -54,15 +51,10 @@ def actor_of(args: argparse.Namespace) -> str:
 
 def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
     """`2h`/`3d` ago, or an ISO date or date-time (UTC unless it names its zone)."""
-    relative = _RELATIVE.match(text.strip())
-    if relative:
-        amount, unit = relative.groups()
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
     try:
-        moment = datetime.fromisoformat(text.strip())
+        return moment(text, now=now)
     except ValueError:
         raise CommandError(f"not a time: {text!r} (use an ISO date like 2026-11-22, a time, or 2h / 3d)") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def selection(args: argparse.Namespace, *, status: str | None) -> DeadLetterFilter:

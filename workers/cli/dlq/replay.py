@@ -6,7 +6,6 @@ import argparse
 import json
 import signal
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -23,12 +22,13 @@ from workers.cli.dlq.arguments import actor_of, filters, write_arguments, write_
 from workers.cli.dlq.render import MAX_LISTED, print_report, progress_bar
 from workers.cli.output import dump_json, print_json
 from workers.deadletters.preflight import ALREADY_APPLIED, STILL_FAILING, WOULD_PASS, check
+from workers.deadletters.preview import dry_run
 from workers.deadletters.repair import RepairRefused, repair
 from workers.deadletters.replay import Publisher, Replayer, ReplayError
 from workers.deadletters.report import ReplayOptions, ReplayReport
 from workers.settings import Settings
 from workers.store.archive.actions import REPAIR
-from workers.store.archive.records import DeadLetterFilter, get_dead_letter, iter_dead_letters
+from workers.store.archive.records import DeadLetterFilter, get_dead_letter
 from workers.store.archive.status import OPEN
 
 
@@ -87,45 +87,19 @@ def dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _replay_dry_run(args: argparse.Namespace, settings: Settings, where: DeadLetterFilter) -> int:
     max_age = timedelta(seconds=settings.max_event_age_seconds)
-    items: list[dict[str, Any]] = []
     with archive_engine(settings) as engine, engine.connect() as connection:
-        for record in iter_dead_letters(connection, where):
-            verdict = check(
-                connection, bytes(record["body"]), flow=record["flow"], registry=REGISTRY, max_event_age=max_age
-            )
-            items.append(
-                {
-                    "id": record["id"],
-                    "flow": record["flow"],
-                    "verdict": verdict.verdict,
-                    "stage": verdict.stage,
-                    "reason": None if verdict.reason is None else shown(verdict.reason),
-                    "field_paths": list(verdict.field_paths),
-                    "dedup_key": verdict.dedup_key,
-                }
-            )
-    tally = Counter(item["verdict"] for item in items)
-    reasons = Counter((item["stage"], item["reason"]) for item in items if item["verdict"] == STILL_FAILING)
-    report = {
-        "dry_run": True,
-        "selected": len(items),
-        WOULD_PASS: tally[WOULD_PASS],
-        ALREADY_APPLIED: tally[ALREADY_APPLIED],
-        STILL_FAILING: tally[STILL_FAILING],
-        "reasons": [{"stage": s, "reason": r, "count": n} for (s, r), n in reasons.most_common()],
-        "items": items,
-    }
+        report = dry_run(connection, where, registry=REGISTRY, max_event_age=max_age, shown=shown)
     if args.json:
         print_json(report)
         return 0
-    print(f"dry run: {len(items)} open dead letter(s) selected; nothing was sent, nothing recorded")
+    print(f"dry run: {report['selected']} open dead letter(s) selected; nothing was sent, nothing recorded")
     print(
-        f"  would pass:      {tally[WOULD_PASS]}  (decode, contract, upcast and age checks pass; the handler decides)"
+        f"  would pass:      {report[WOULD_PASS]}  (decode, contract, upcast and age checks pass; the handler decides)"
     )
-    print(f"  already applied: {tally[ALREADY_APPLIED]}  (a replay would be counted a duplicate, with no effect)")
-    print(f"  still failing:   {tally[STILL_FAILING]}")
-    for (stage, reason), count in reasons.most_common(MAX_LISTED):
-        print(f"    {count} x {stage}: {reason}")
+    print(f"  already applied: {report[ALREADY_APPLIED]}  (a replay would be counted a duplicate, with no effect)")
+    print(f"  still failing:   {report[STILL_FAILING]}")
+    for reason in report["reasons"][:MAX_LISTED]:
+        print(f"    {reason['count']} x {reason['stage']}: {reason['reason']}")
     return 0
 
 

@@ -14,10 +14,11 @@ from workers.cli.dlq.archive import archive_engine
 from workers.cli.dlq.arguments import actor_of, filters, parse_moment, write_arguments, write_selection
 from workers.cli.dlq.render import report_change
 from workers.settings import Settings
-from workers.store.archive.actions import DISCARD, FINISHED, PURGE, RESTORE, create_action, update_counts
-from workers.store.archive.moves import change_status, purge, purgeable
+from workers.store.archive.actions import DISCARD, FINISHED, PURGE, RESTORE, create_action
+from workers.store.archive.moves import purge, purgeable
 from workers.store.archive.records import DeadLetterFilter, list_dead_letters, matching_ids
 from workers.store.archive.status import DISCARDED, OPEN
+from workers.store.archive.status_changes import audited_move
 
 
 def register(actions: Subparsers) -> None:
@@ -70,21 +71,16 @@ def _move(
     event: str,
 ) -> tuple[int, list[int]]:
     """One audited status change (discard, restore): the action, each record's move, the counts."""
-    action_id = create_action(
-        connection, kind=kind, actor=actor_of(args), reason=args.reason, selection=selection, status=FINISHED
-    )
-    moved = change_status(
+    return audited_move(
         connection,
-        ids,
-        from_status=statuses[0],
-        to_status=statuses[1],
+        kind=kind,
         actor=actor_of(args),
         reason=args.reason,
-        action_id=action_id,
+        selection=selection,
+        ids=ids,
+        statuses=statuses,
         event=event,
     )
-    update_counts(connection, action_id, selected=len(ids), **{event: len(moved)})
-    return action_id, moved
 
 
 def dlq_restore(args: argparse.Namespace, settings: Settings) -> int:
