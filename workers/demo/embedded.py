@@ -52,12 +52,15 @@ def seed_stock(engine: Engine, stock: Mapping[tuple[str, str], int]) -> None:
             book.receive(sku, location, quantity)
 
 
-def run(print_line: Any = print) -> dict[str, Any]:
-    """Run the demo; return its summary (the tests read it), printing it as it goes."""
+def run(print_line: Any = print, *, database: Path | None = None) -> dict[str, Any]:
+    """Run the demo; return its summary (the tests read it), printing it as it goes.
+
+    `database` keeps the day's archive in that SQLite file (`flowfleet console --demo` serves it).
+    """
     logging.getLogger("dramatiq").setLevel(logging.ERROR)
     logging.getLogger("flowfleet").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="flowfleet-demo-") as workdir:
-        settings = demo_settings(f"sqlite:///{Path(workdir) / 'demo.db'}")
+        settings = demo_settings(f"sqlite:///{database or Path(workdir) / 'demo.db'}")
         engine = make_engine(settings.database_url.get_secret_value())
         migrate(engine)
         outcomes = Outcomes()

@@ -1,0 +1,141 @@
+"""The audit log (every operator action, filterable, each with its progress and outcomes), discard and restore.
+
+A replay's page reads its action and outcomes from the archive, so it survives a reload, and offers
+resume when the replay was stopped or interrupted. Discard and restore are the CLI's audited move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from workers.console.auth import OPERATOR, VIEWER, Principal
+from workers.console.selection import selection_of
+from workers.console.views import Refused, console_of, endpoint, render
+from workers.store.archive.actions import DISCARD, INTERRUPTED, REPAIR, REPLAY, RESTORE, STOPPED, get_action
+from workers.store.archive.pages import action_page
+from workers.store.archive.records import DeadLetterFilter, matching_ids
+from workers.store.archive.replays import action_replays, outcome_counts
+from workers.store.archive.status import DISCARDED, OPEN
+from workers.store.archive.status_changes import audited_move
+
+PAGE_SIZE = 50
+
+
+@endpoint(VIEWER)
+def audit_log(request: Request, who: Principal, _form: Mapping[str, str]) -> Response:
+    params = request.query_params
+    try:
+        before = int(params["before"]) if params.get("before") else None
+    except ValueError:
+        raise Refused("before is an action id (the page's cursor)") from None
+    kind, actor = params.get("kind") or None, params.get("actor") or None
+    with console_of(request).engine.connect() as connection:
+        rows, cursor = action_page(connection, kind=kind, actor=actor, before=before, limit=PAGE_SIZE)
+    return render(request, who, "actions.html", rows=rows, cursor=cursor, kind=kind, actor=actor)
+
+
+def _progress(request: Request) -> dict[str, Any] | None:
+    action_id = int(request.path_params["id"])
+    with console_of(request).engine.connect() as connection:
+        action = get_action(connection, action_id)
+        if action is None:
+            return None
+        outcomes = outcome_counts(connection, action_id) if action["kind"] in (REPLAY, REPAIR) else {}
+        items = action_replays(connection, action_id) if action["kind"] in (REPLAY, REPAIR) else []
+    return {
+        "action": action,
+        "outcomes": outcomes,
+        "items": [{k: v for k, v in item.items() if k != "body"} for item in items[:200]],
+        "resumable": action["kind"] in (REPLAY, REPAIR) and action["status"] in (STOPPED, INTERRUPTED),
+    }
+
+
+@endpoint(VIEWER)
+def action(request: Request, who: Principal, _form: Mapping[str, str]) -> Response:
+    found = _progress(request)
+    if found is None:
+        raise Refused(f"no action #{request.path_params['id']}")
+    return render(request, who, "action.html", **found)
+
+
+@endpoint(VIEWER)
+def action_json(request: Request, _who: Principal, _form: Mapping[str, str]) -> Response:
+    """What the progress script polls: status, counts and outcomes, nothing personal."""
+    found = _progress(request)
+    if found is None:
+        return JSONResponse({"error": "no such action"}, status_code=404)
+    act = found["action"]
+    assert isinstance(act, dict)
+    return JSONResponse(
+        {
+            "id": act["id"],
+            "status": act["status"],
+            "counts": act["counts"],
+            "outcomes": found["outcomes"],
+            "note": act["note"],
+        }
+    )
+
+
+@endpoint(OPERATOR, post=True)
+def discard(request: Request, who: Principal, form: Mapping[str, str]) -> Response:
+    """Discard every open dead letter the form's selection matches (rebuilt here, never posted as ids)."""
+    where = selection_of(form, status=OPEN)
+    if not where.narrows:
+        raise Refused("select what to discard: a group or a filter")
+    reason = _reason(form)
+    with console_of(request).engine.begin() as connection:
+        ids = matching_ids(connection, where)
+        action_id, _moved = audited_move(
+            connection,
+            kind=DISCARD,
+            actor=who.name,
+            reason=reason,
+            selection=replace(where, status=None).to_json(),
+            ids=ids,
+            statuses=(OPEN, DISCARDED),
+            event="discarded",
+        )
+    return RedirectResponse(f"/actions/{action_id}", status_code=303)
+
+
+@endpoint(OPERATOR, post=True)
+def restore(request: Request, who: Principal, form: Mapping[str, str]) -> Response:
+    """Reopen one discarded dead letter (the record page's button)."""
+    record_id = int(request.path_params["id"])
+    reason = _reason(form)
+    with console_of(request).engine.begin() as connection:
+        found = matching_ids(connection, DeadLetterFilter(ids=(record_id,), status=DISCARDED))
+        action_id, _moved = audited_move(
+            connection,
+            kind=RESTORE,
+            actor=who.name,
+            reason=reason,
+            selection={"ids": [record_id]},
+            ids=found or [record_id],
+            statuses=(DISCARDED, OPEN),
+            event="restored",
+        )
+    return RedirectResponse(f"/actions/{action_id}", status_code=303)
+
+
+def _reason(form: Mapping[str, str]) -> str:
+    reason = form.get("reason", "").strip()
+    if not reason:
+        raise Refused("this needs a reason (it is recorded in the audit log)")
+    return reason
+
+
+ROUTES = [
+    Route("/actions", audit_log, name="actions"),
+    Route("/actions/{id:int}", action, name="action"),
+    Route("/actions/{id:int}.json", action_json, name="action_json"),
+    Route("/discard", discard, methods=["POST"], name="discard"),
+    Route("/records/{id:int}/restore", restore, methods=["POST"], name="restore"),
+]
