@@ -162,6 +162,8 @@ def readable(record: dict[str, Any]) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         record["text_body"] = body.decode("utf-8", errors="replace")
     record["replays"] = [{k: v for k, v in row.items() if k != "body"} for row in record.get("replays", [])]
+    #: As pairs: masking blanks every field called "name", and a key's name is not personal.
+    record["keys"] = [[key["name"], key["value"]] for key in record.get("keys", [])]
     return record
 
 
