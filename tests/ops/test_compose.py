@@ -17,6 +17,7 @@ from check_jsonschema.builtin_schemas import get_builtin_schema
 
 from tests.ops.test_procfile import procfile_processes
 from tests.support.observability import run_promtool
+from workers.console.config import ConsoleConfig
 from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,7 @@ def test_the_project_image_runs_exactly_the_procfile_processes_with_the_same_com
 
 def test_the_project_services_set_only_settings_that_exist() -> None:
     fields = {name.upper() for name in Settings.model_fields}
+    fields |= {f"CONSOLE_{name.upper()}" for name in ConsoleConfig.model_fields}
     for name, service in project_services().items():
         for variable in service["environment"]:
             if variable.startswith("FLOWFLEET_"):

@@ -31,11 +31,11 @@ def test_honcho_check_accepts_the_procfile() -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Valid procfile detected (worker, exporter)" in result.stderr + result.stdout
+    assert "Valid procfile detected (worker, exporter, console)" in result.stderr + result.stdout
 
 
-def test_the_procfile_runs_the_workers_and_the_exporter_and_no_separate_drain() -> None:
-    assert list(procfile_processes()) == ["worker", "exporter"]
+def test_the_procfile_runs_the_workers_the_exporter_and_the_console_and_no_separate_drain() -> None:
+    assert list(procfile_processes()) == ["worker", "exporter", "console"]
 
 
 @pytest.mark.parametrize(("process", "command"), procfile_processes().items())
