@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
@@ -59,6 +61,8 @@ def test_every_page_has_a_strict_policy_and_is_never_cached(viewer: Browser) -> 
         assert "default-src 'none'" in policy and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["x-frame-options"] == "DENY"
+        # Not no-referrer: under it chromium posts forms with `Origin: null`, and the CSRF check refuses them all.
+        assert answer.headers["referrer-policy"] == "same-origin"
     assert '<script src="/static/console.js"' in viewer.get("/").text
     assert "unsafe-inline" not in viewer.get("/").headers["content-security-policy"]
 
@@ -133,3 +137,15 @@ def test_on_loopback_without_users_the_local_user_is_the_configured_role() -> No
     local = Authenticator(ConsoleConfig(local_role="viewer")).local
     assert local is not None and local.role == "viewer"
     assert Authenticator(ConsoleConfig(users=SecretStr("a:viewer:-"), proxy_header="X")).local is None
+
+
+def test_every_form_that_posts_carries_the_users_token(operator: Browser, fleet: FleetRun, erp_rules: ErpRules) -> None:
+    [record] = refused_orders(fleet, erp_rules, "ORD-10")
+    fingerprint = fleet.dead_letters()[0]["fingerprint"]
+    token = operator.token()
+    for url in (f"/records/{record}", f"/groups/{fingerprint}", f"/replay?group={fingerprint}"):
+        page = operator.get(url).text
+        forms = re.findall(r'<form method="post".*?</form>', page, flags=re.S)
+        assert forms, url
+        for form in forms:
+            assert f'name="csrf_token" value="{token}"' in form, (url, form[:120])
