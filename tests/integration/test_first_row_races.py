@@ -25,6 +25,8 @@ from workers.store.db import make_engine, migrate
 from workers.store.dedup import claim
 from workers.store.tables import payments
 
+pytestmark = pytest.mark.integration
+
 PAYMENT = "PAY-000017"
 
 

@@ -28,6 +28,8 @@ from workers.store.books.orders import SqlOrderBook
 from workers.store.db import make_engine, migrate
 from workers.store.tables import prices, products, stock_levels
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def engine(database: Database) -> Iterator[Engine]:
