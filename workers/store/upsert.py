@@ -19,9 +19,9 @@ def _dialect_name(connection: Connection) -> str:
     return "postgresql" if connection.dialect.name == "postgresql" else "sqlite"
 
 
-def _insert(dialect_name: str, table: Table) -> Any:
-    """The dialect's own `insert`, which knows ON CONFLICT (typed loosely: each dialect has its class)."""
-    return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+def _insert(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's own `insert`, which knows ON CONFLICT."""
+    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
 
 
 def insert_ignoring_conflict(
