@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from workers.console.auth import ADMIN, VIEWER, Principal
 from workers.console.downstream import downstream_overview
+from workers.console.queues import queue_depths
 from workers.console.selection import selection_of, selection_params
 from workers.console.views import Refused, console_of, endpoint, render
 from workers.flows import FLOWS
@@ -53,7 +54,8 @@ def overview(request: Request, who: Principal, _form: Mapping[str, str]) -> Resp
         }
         for flow in FLOWS
     ]
-    return render(request, who, "overview.html", flows=flows, stages=stages, systems=systems, now=now)
+    depths = queue_depths(console.settings, [flow.name for flow in FLOWS])
+    return render(request, who, "overview.html", flows=flows, stages=stages, systems=systems, now=now, depths=depths)
 
 
 @endpoint(VIEWER)

@@ -23,11 +23,11 @@ from workers.console.views import Refused, console_of, endpoint, render
 from workers.deadletters.preflight import check
 from workers.deadletters.preview import dry_run
 from workers.deadletters.repair import RepairRefused, repair
+from workers.deadletters.repair_send import send_repaired
 from workers.deadletters.replay import ReplayError
 from workers.deadletters.report import ReplayOptions
 from workers.observability.masking import mask, mask_text
-from workers.store.archive.actions import REPAIR
-from workers.store.archive.records import DeadLetterFilter, get_dead_letter
+from workers.store.archive.records import get_dead_letter
 from workers.store.archive.status import OPEN
 
 
@@ -149,12 +149,10 @@ def repair_start(request: Request, who: Principal, form: Mapping[str, str]) -> R
         repaired = repair(record, patch, REGISTRY)
     except RepairRefused as error:
         raise Refused(f"repair refused, nothing was sent: {mask_text(error.reason)}") from None
-    extra = {"patch": patch, "body": repaired.body.decode("utf-8"), "dead_letter_id": record["id"]}
-    where = DeadLetterFilter(ids=(int(record["id"]),), status=None)
     try:
         action_id = console_of(request).jobs.start(
-            lambda replayer: replayer.start(
-                where, actor=who.name, reason=reason, options=ReplayOptions(wait=10.0), kind=REPAIR, extra=extra
+            lambda replayer: send_repaired(
+                replayer, int(record["id"]), repaired, patch, actor=who.name, reason=reason, wait=10.0
             )
         )
     except ReplayError as error:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from tests.support.dead_letters import negative_quantity, refused_orders
 from tests.support.envelopes import envelope
 from tests.support.fleet_run import FleetRun
 from tests.workers.console.conftest import Browser, ErpRules
+from workers.console import queues
+from workers.settings import Settings
 from workers.store.archive.records import archive
 from workers.store.archive.status import OPEN
 
@@ -122,3 +126,25 @@ def _record(n: int, moment: datetime) -> dict[str, object]:
         "status": OPEN,
         "search_keys": [("order_id", f"ORD-{n}")],
     }
+
+
+def test_the_overview_shows_each_flows_queue_depth_when_a_management_api_is_configured(
+    viewer: Browser, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "Queue depth: set FLOWFLEET_MANAGEMENT_URL" in viewer.get("/").text
+
+    class Management:
+        def __init__(self, _url: str, *, timeout: float) -> None:
+            self.timeout = timeout
+
+        def queue_stats(self, vhost: str) -> dict[str, dict[str, int]]:
+            assert vhost == "/"
+            return {"orders": {"messages_ready": 1234, "messages_unacknowledged": 7}}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(queues, "ManagementApi", Management)
+    monkeypatch.setattr(settings, "management_url", SecretStr("http://guest:guest@127.0.0.1:15672"))
+    page = viewer.get("/").text
+    assert "<td>1234 / 7</td>" in page and "<td>0 / 0</td>" in page

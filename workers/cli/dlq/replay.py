@@ -24,10 +24,10 @@ from workers.cli.output import dump_json, print_json
 from workers.deadletters.preflight import ALREADY_APPLIED, STILL_FAILING, WOULD_PASS, check
 from workers.deadletters.preview import dry_run
 from workers.deadletters.repair import RepairRefused, repair
+from workers.deadletters.repair_send import send_repaired
 from workers.deadletters.replay import Publisher, Replayer, ReplayError
 from workers.deadletters.report import ReplayOptions, ReplayReport
 from workers.settings import Settings
-from workers.store.archive.actions import REPAIR
 from workers.store.archive.records import DeadLetterFilter, get_dead_letter
 from workers.store.archive.status import OPEN
 
@@ -189,14 +189,11 @@ def dlq_repair(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"  today's checks: {verdict.verdict}" + (f" ({result['reason']})" if verdict.reason else ""))
                 print(f"  edited data:\n{dump_json(result['data'])}")
             return 0
-    extra = {"patch": patch, "body": repaired.body.decode("utf-8"), "dead_letter_id": args.id}
-    options = ReplayOptions(wait=args.wait)
-    where = DeadLetterFilter(ids=(args.id,), status=None)
     return _run_replay(
         args,
         settings,
-        lambda replayer: replayer.start(
-            where, actor=actor_of(args), reason=args.reason, options=options, kind=REPAIR, extra=extra
+        lambda replayer: send_repaired(
+            replayer, args.id, repaired, patch, actor=actor_of(args), reason=args.reason, wait=args.wait
         ),
     )
 
