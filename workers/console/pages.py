@@ -26,6 +26,7 @@ from workers.store.archive.actions import FINISHED, create_action
 from workers.store.archive.pages import action_page, dead_letter_page
 from workers.store.archive.records import count_dead_letters, dead_letter_groups, get_dead_letter
 from workers.store.archive.stats import archive_stats
+from workers.store.outbox.overview import deliveries_of
 
 PAGE_SIZE = 50
 UNMASK = "unmask"
@@ -148,11 +149,12 @@ def _record_page(request: Request, who: Principal, *, unmask: bool) -> Response:
     record_id = int(request.path_params["id"])
     with console_of(request).engine.connect() as connection:
         found = get_dead_letter(connection, record_id)
+        caused = [] if found is None else deliveries_of(connection, str(found["message_id"]))
     if found is None:
         return render(request, who, "message.html", status=404, title="Not found", text=f"No dead letter #{record_id}")
     shown = readable(found)
     shown = shown if unmask else mask(shown)
-    return render(request, who, "record.html", record=shown, unmasked=unmask, pretty=_pretty)
+    return render(request, who, "record.html", record=shown, unmasked=unmask, pretty=_pretty, deliveries=mask(caused))
 
 
 def readable(record: dict[str, Any]) -> dict[str, Any]:

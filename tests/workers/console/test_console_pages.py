@@ -17,6 +17,7 @@ from workers.console import queues
 from workers.settings import Settings
 from workers.store.archive.records import archive
 from workers.store.archive.status import OPEN
+from workers.store.tables import deliveries
 
 SECRET = "ana.secret@example.com"
 
@@ -148,3 +149,36 @@ def test_the_overview_shows_each_flows_queue_depth_when_a_management_api_is_conf
     monkeypatch.setattr(settings, "management_url", SecretStr("http://guest:guest@127.0.0.1:15672"))
     page = viewer.get("/").text
     assert "<td>1234 / 7</td>" in page and "<td>0 / 0</td>" in page
+
+
+def test_a_record_lists_the_deliveries_its_event_caused(
+    viewer: Browser, fleet: FleetRun, erp_rules: ErpRules, engine: Engine
+) -> None:
+    [record] = refused_orders(fleet, erp_rules, "ORD-77")
+    message_id = fleet.dead_letters()[0]["message_id"]
+    moment = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            deliveries.insert().values(
+                system="channels",
+                method="POST",
+                path="/availability",
+                body={"sku": "MUG-BLUE"},
+                idempotency_key="k-1",
+                ordering_key="MUG-BLUE",
+                flow="orders",
+                contract="order.created",
+                version=2,
+                message_id=message_id,
+                dedup_key="ORD-77",
+                business_keys={"order_id": "ORD-77"},
+                status="pending",
+                created_at=moment,
+                next_attempt_at=moment,
+                attempts=2,
+                throttles=0,
+                last_error="channels answered 503",
+            )
+        )
+    page = viewer.get(f"/records/{record}").text
+    assert "<code>POST /availability</code>" in page and "channels answered 503" in page

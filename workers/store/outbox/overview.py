@@ -45,3 +45,10 @@ def systems_overview(connection: Connection) -> list[dict[str, Any]]:
 
 def _aware(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def deliveries_of(connection: Connection, message_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The deliveries an event's effects recorded (by its message id), oldest first, without their bodies."""
+    columns = [c for c in deliveries.c if c.name not in ("body", "business_keys")]
+    query = select(*columns).where(deliveries.c.message_id == message_id).order_by(deliveries.c.id).limit(limit)
+    return [dict(row) for row in connection.execute(query).mappings()]
