@@ -1,4 +1,4 @@
-"""The `flowfleet` command line: demo, worker, exporter, topology, publish, contracts, dlq, db."""
+"""The command line: demo, worker, exporter, topology, publish, contracts, dlq, downstream, reconcile, db."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from workers.cli import commands, dlq
+from workers.cli import commands, dlq, downstream, reconcile
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     schema.add_argument("--version", type=int)
 
     dlq.add_parsers(sub)
+    downstream.add_parsers(sub)
+    reconcile.add_parsers(sub)
 
     exporter = sub.add_parser("exporter", help="serve queue depth and open dead letters as Prometheus metrics")
     exporter.add_argument("--port", type=int, help="port to serve on (default FLOWFLEET_METRICS_PORT)")
