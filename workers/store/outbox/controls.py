@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Select, select, update
 
 from workers.store.archive.actions import FINISHED, create_action
 from workers.store.tables import downstream_controls
@@ -73,9 +73,20 @@ def aware(value: datetime | None) -> datetime | None:
 
 def read_controls(connection: Connection) -> dict[str, Control]:
     """Every system's row, by system."""
-    found: dict[str, Control] = {}
-    for row in connection.execute(select(downstream_controls)).mappings():
-        found[row["system"]] = Control(
+    return {control.system: control for control in _read(connection, select(downstream_controls))}
+
+
+def read_control(connection: Connection, system: str, *, lock: bool = False) -> Control:
+    """One system's row; with `lock`, held until the transaction ends (PostgreSQL; SQLite serialises writers),
+    so two operators pausing at once are told apart: one pauses, the other updates that pause."""
+    query = select(downstream_controls).where(downstream_controls.c.system == system)
+    found = _read(connection, query.with_for_update() if lock else query)
+    return found[0] if found else Control.idle(system)
+
+
+def _read(connection: Connection, query: Select[Any]) -> list[Control]:
+    return [
+        Control(
             system=row["system"],
             paused=bool(row["paused"]),
             paused_by=row["paused_by"],
@@ -86,21 +97,18 @@ def read_controls(connection: Connection) -> dict[str, Control]:
             consecutive_failures=int(row["consecutive_failures"] or 0),
             breaker_opened_at=aware(row["breaker_opened_at"]),
         )
-    return found
-
-
-def read_control(connection: Connection, system: str) -> Control:
-    return read_controls(connection).get(system) or Control.idle(system)
+        for row in connection.execute(query).mappings()
+    ]
 
 
 def pause(
     connection: Connection, system: str, *, actor: str, reason: str, until: datetime | None, now: datetime
 ) -> Change:
     """Pause `system` (or, already paused, take over its reason and plan, keeping since when), audited."""
-    before = read_control(connection, system)
+    _ensure_row(connection, system)
+    before = read_control(connection, system, lock=True)
     outcome = UPDATED if before.paused else PAUSED
     since = before.paused_since if before.paused and before.paused_since else now
-    _ensure_row(connection, system)
     connection.execute(
         update(downstream_controls)
         .where(downstream_controls.c.system == system)
@@ -121,7 +129,7 @@ def pause(
 
 def resume(connection: Connection, system: str, *, actor: str, reason: str, now: datetime) -> Change:
     """Let the relays claim for `system` again, audited (also when it was not paused: the try is recorded)."""
-    before = read_control(connection, system)
+    before = read_control(connection, system, lock=True)
     if before.paused:
         connection.execute(
             update(downstream_controls)
