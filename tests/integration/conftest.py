@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from contracts.publishing import new_envelope
 from tests.support.integration import Metrics, flowfleet_command, free_port, wait_until
 from workers.demo.day import order_v2
 
@@ -180,15 +181,9 @@ def make_envelope(
     occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
     """A plain envelope as DESIGN.md documents it."""
-    return {
-        "message_id": message_id or str(uuid.uuid4()),
-        "contract": contract,
-        "version": version,
-        "occurred_at": (occurred_at or datetime.now(UTC) - timedelta(seconds=5)).isoformat(),
-        "producer": "storefront",
-        "correlation_id": f"checkout-{uuid.uuid4().hex[:8]}",
-        "data": data,
-    }
+    return new_envelope(
+        contract, data, version=version, message_id=message_id, occurred_at=occurred_at, age=timedelta(seconds=5)
+    )
 
 
 @pytest.fixture
