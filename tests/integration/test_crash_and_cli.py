@@ -4,21 +4,39 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.integration.conftest import (
+    Database,
+    FakeErp,
+    MakeEnvelope,
+    Publish,
+    PublishRejects,
+    Rabbit,
+    RunFlowfleet,
+    StartWorker,
+    WaitFor,
+)
 from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_worker_killed_mid_request_leaves_the_order_applied_exactly_once(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     first = worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     in_flight = threading.Event()
-    fake_erp.on_request = lambda request: request.order_id == "ORD-7200" and in_flight.set()
+    fake_erp.on_request = lambda request: in_flight.set() if request.order_id == "ORD-7200" else None
     # The ERP applies the export, then holds its answer: the worker dies before it hears back.
     fake_erp.script("ORD-7200", fake_erp.reply(200, delay=30))
 
@@ -39,7 +57,15 @@ def test_a_worker_killed_mid_request_leaves_the_order_applied_exactly_once(
     assert database.dead_letters() == []
 
 
-def _kill_its_worker_until_archived(worker, publish, envelope, database, fake_erp, wait_for, bound: int):
+def _kill_its_worker_until_archived(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    bound: int,
+) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Publish an order whose every delivery ends in kill -9 (the ERP holds it; we kill), restarting
     the worker each time, until the broker's delivery limit sends it to the archive.
 
@@ -48,11 +74,11 @@ def _kill_its_worker_until_archived(worker, publish, envelope, database, fake_er
     current = worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     seen = threading.Event()
-    fake_erp.on_request = lambda request: request.order_id == "ORD-KILLER" and seen.set()
+    fake_erp.on_request = lambda request: seen.set() if request.order_id == "ORD-KILLER" else None
     fake_erp.script("ORD-KILLER", *[fake_erp.reply(503, delay=30)] * 20)
     killer = envelope(order_v2("ORD-KILLER", [("MUG-BLUE", 1)]))
 
-    def archived() -> list[dict]:
+    def archived() -> list[dict[str, Any]]:
         return [row for row in database.dead_letters() if row["error_type"] == "DeliveryLimitExceeded"]
 
     publish(killer)
@@ -70,8 +96,14 @@ def _kill_its_worker_until_archived(worker, publish, envelope, database, fake_er
 
 
 def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delivery_limit(
-    worker, publish, envelope, database, fake_erp, wait_for, service_env
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    service_env: dict[str, str],
+) -> None:
     delivery_limit = int(service_env["FLOWFLEET_DELIVERY_LIMIT"])
 
     killer, row, kills = _kill_its_worker_until_archived(
@@ -91,8 +123,14 @@ def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delive
 
 
 def test_a_delivery_limit_dead_letter_records_every_delivery_that_killed_a_worker(
-    worker, publish, envelope, database, fake_erp, wait_for, service_env
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    service_env: dict[str, str],
+) -> None:
     delivery_limit = int(service_env["FLOWFLEET_DELIVERY_LIMIT"])
 
     _killer, row, kills = _kill_its_worker_until_archived(
@@ -102,12 +140,14 @@ def test_a_delivery_limit_dead_letter_records_every_delivery_that_killed_a_worke
     assert row["attempts"] == kills
 
 
-def _write_envelopes(path, envelope, count: int, prefix: str) -> None:
+def _write_envelopes(path: Path, envelope: MakeEnvelope, count: int, prefix: str) -> None:
     lines = [json.dumps(envelope(order_v2(f"{prefix}-{n:03d}", [("MUG-BLUE", 1)]))) for n in range(count)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def test_publish_reports_every_envelope_of_a_jsonl_file_confirmed(flowfleet, rabbit, envelope, tmp_path):
+def test_publish_reports_every_envelope_of_a_jsonl_file_confirmed(
+    flowfleet: RunFlowfleet, rabbit: Rabbit, envelope: MakeEnvelope, tmp_path: Path
+) -> None:
     assert flowfleet("topology", "apply").returncode == 0
     path = tmp_path / "orders.jsonl"
     _write_envelopes(path, envelope, 50, "ORD-PUB")
@@ -119,7 +159,9 @@ def test_publish_reports_every_envelope_of_a_jsonl_file_confirmed(flowfleet, rab
     assert rabbit.queue_state("orders") == (50, 0), "all 50 are waiting in the orders queue"
 
 
-def test_publish_to_an_exchange_without_a_binding_fails_and_says_unroutable(flowfleet, rabbit, envelope, tmp_path):
+def test_publish_to_an_exchange_without_a_binding_fails_and_says_unroutable(
+    flowfleet: RunFlowfleet, rabbit: Rabbit, envelope: MakeEnvelope, tmp_path: Path
+) -> None:
     with rabbit.channel() as channel:
         channel.exchange_declare("commerce.nowhere", exchange_type="topic", durable=True)
     path = tmp_path / "orders.jsonl"
@@ -132,7 +174,9 @@ def test_publish_to_an_exchange_without_a_binding_fails_and_says_unroutable(flow
     assert result.stderr.count("unroutable") == 3, result.stderr
 
 
-def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with_a_ttl(flowfleet, rabbit):
+def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with_a_ttl(
+    flowfleet: RunFlowfleet, rabbit: Rabbit
+) -> None:
     first = flowfleet("topology", "apply")
     second = flowfleet("topology", "apply")
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
@@ -157,7 +201,9 @@ def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with
     assert any("orders.XQ" in line and "TTL" in line for line in report["drift"])
 
 
-def test_topology_check_reports_a_missing_binding_through_the_management_api(flowfleet, rabbit, management_url):
+def test_topology_check_reports_a_missing_binding_through_the_management_api(
+    flowfleet: RunFlowfleet, rabbit: Rabbit, management_url: str
+) -> None:
     assert flowfleet("topology", "apply").returncode == 0
     with rabbit.channel() as channel:
         channel.queue_unbind("orders", "commerce.events", "order.created")
@@ -171,7 +217,7 @@ def test_topology_check_reports_a_missing_binding_through_the_management_api(flo
     assert "bindings not checked" in blind.stdout
 
 
-def test_the_worker_refuses_to_start_without_an_erp_url_and_names_the_variable(flowfleet):
+def test_the_worker_refuses_to_start_without_an_erp_url_and_names_the_variable(flowfleet: RunFlowfleet) -> None:
     result = flowfleet("worker", FLOWFLEET_ERP_URL="")
 
     assert result.returncode != 0
@@ -180,8 +226,8 @@ def test_the_worker_refuses_to_start_without_an_erp_url_and_names_the_variable(f
 
 
 def test_dlq_list_and_show_explain_each_rejection_and_mask_the_customer_email(
-    worker, publish_rejects, database, flowfleet, wait_for
-):
+    worker: StartWorker, publish_rejects: PublishRejects, database: Database, flowfleet: RunFlowfleet, wait_for: WaitFor
+) -> None:
     worker()
     sent = publish_rejects()
     wait_for(lambda: len(database.dead_letters()) == 4, what="4 dead letters")

@@ -8,14 +8,29 @@ from datetime import UTC, datetime, timedelta
 import pika
 import pytest
 
+from tests.integration.conftest import (
+    Database,
+    FakeErp,
+    MakeEnvelope,
+    Publish,
+    PublishRejects,
+    Rabbit,
+    StartWorker,
+    WaitFor,
+)
 from workers.demo.day import order_v1, order_v2
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_plain_envelope_is_stored_reserved_per_line_and_exported_once(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 5)
     database.seed_stock("LAMP-ARC", "HAM-2", 1)
@@ -42,8 +57,14 @@ def test_a_plain_envelope_is_stored_reserved_per_line_and_exported_once(
 
 
 def test_copies_of_one_order_have_one_effect_whatever_their_message_ids(
-    worker, publish, envelope, database, fake_erp, rabbit, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    rabbit: Rabbit,
+    wait_for: WaitFor,
+) -> None:
     running = worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     order = order_v2("ORD-7002", [("MUG-BLUE", 2)])
@@ -66,7 +87,14 @@ def test_copies_of_one_order_have_one_effect_whatever_their_message_ids(
     assert database.dead_letters() == []
 
 
-def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(worker, publish, envelope, database, fake_erp, wait_for):
+def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
 
@@ -81,8 +109,8 @@ def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(worker, publish, 
 
 
 def test_bad_input_is_archived_on_the_first_attempt_with_its_stage_and_reason(
-    worker, publish_rejects, database, fake_erp, wait_for
-):
+    worker: StartWorker, publish_rejects: PublishRejects, database: Database, fake_erp: FakeErp, wait_for: WaitFor
+) -> None:
     worker()
 
     sent = publish_rejects()
@@ -104,8 +132,13 @@ def test_bad_input_is_archived_on_the_first_attempt_with_its_stage_and_reason(
 
 
 def test_an_erp_that_recovers_gets_the_same_idempotency_key_and_the_order_is_stored_once(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     fake_erp.script("ORD-7005", 503, 503, 200)
@@ -122,7 +155,14 @@ def test_an_erp_that_recovers_gets_the_same_idempotency_key_and_the_order_is_sto
     assert database.dead_letters() == []
 
 
-def test_a_retry_after_from_the_erp_is_honoured(worker, publish, envelope, database, fake_erp, wait_for):
+def test_a_retry_after_from_the_erp_is_honoured(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     fake_erp.script("ORD-7006", fake_erp.reply(503, retry_after="2"), 200)
@@ -136,8 +176,13 @@ def test_a_retry_after_from_the_erp_is_honoured(worker, publish, envelope, datab
 
 
 def test_an_erp_refusal_is_dead_lettered_at_stage_handler_without_retrying(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     fake_erp.script("ORD-7007", 400)
@@ -155,8 +200,14 @@ def test_an_erp_refusal_is_dead_lettered_at_stage_handler_without_retrying(
 
 
 def test_an_erp_that_stays_down_exhausts_the_budget_and_archives_the_final_error(
-    worker, publish, envelope, database, fake_erp, wait_for, service_env
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    service_env: dict[str, str],
+) -> None:
     max_attempts = int(service_env["FLOWFLEET_MAX_ATTEMPTS"])
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
@@ -175,7 +226,14 @@ def test_an_erp_that_stays_down_exhausts_the_budget_and_archives_the_final_error
     assert database.orders() == []
 
 
-def test_the_queue_keeps_flowing_behind_a_poison_message(worker, publish, envelope, database, fake_erp, wait_for):
+def test_the_queue_keeps_flowing_behind_a_poison_message(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
     fake_erp.script("ORD-7100", 400)
@@ -193,7 +251,9 @@ def test_the_queue_keeps_flowing_behind_a_poison_message(worker, publish, envelo
     assert sorted(row["stage"] for row in rows) == ["decode", "handler"]
 
 
-def test_two_workers_never_reserve_more_stock_than_is_on_hand(worker, publish, envelope, database, wait_for):
+def test_two_workers_never_reserve_more_stock_than_is_on_hand(
+    worker: StartWorker, publish: Publish, envelope: MakeEnvelope, database: Database, wait_for: WaitFor
+) -> None:
     worker()
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 3)
@@ -210,8 +270,13 @@ def test_two_workers_never_reserve_more_stock_than_is_on_hand(worker, publish, e
 
 
 def test_an_event_older_than_the_age_limit_is_archived_as_expired_and_not_applied(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     stale = envelope(order_v2("ORD-7500", [("MUG-BLUE", 1)]), occurred_at=datetime.now(UTC) - timedelta(days=9))
 
@@ -224,8 +289,8 @@ def test_an_event_older_than_the_age_limit_is_archived_as_expired_and_not_applie
 
 
 def test_a_publisher_forging_the_internal_retry_format_cannot_make_a_message_vanish(
-    worker, vhost, publish, database, wait_for
-):
+    worker: StartWorker, vhost: str, publish: Publish, database: Database, wait_for: WaitFor
+) -> None:
     worker(FLOWFLEET_WORKER_THREADS="1")  # one thread: messages finish in the order they were published
     forged = {
         "queue_name": "orders",
