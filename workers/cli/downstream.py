@@ -15,8 +15,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from workers.cli.commands import CommandError, dump_json
-from workers.cli.dlq import actor_of, archive_engine
+from workers.cli.command import CommandError, Subparsers, runs
+from workers.cli.dlq.archive import archive_engine
+from workers.cli.dlq.arguments import actor_of
+from workers.cli.output import dump_json
 from workers.observability.masking import mask_text
 from workers.settings import DOWNSTREAM_SYSTEMS, Settings
 from workers.store.outbox import controls
@@ -29,26 +31,32 @@ _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
-def add_parsers(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     """The `downstream` command and its actions, each parser naming the function that runs it."""
     group = sub.add_parser("downstream", help="pause, resume and watch the deliveries to each downstream system")
     actions = group.add_subparsers(dest="action", required=True)
 
-    status = actions.add_parser("status", help="per system: backlog, oldest, in flight, throughput, pause, breaker")
+    status = runs(
+        actions.add_parser("status", help="per system: backlog, oldest, in flight, throughput, pause, breaker"),
+        downstream_status,
+    )
     status.add_argument("--system", metavar=SYSTEMS_HELP, help="only this system")
     status.add_argument("--json", action="store_true")
-    status.set_defaults(handler=downstream_status)
 
-    pause = actions.add_parser("pause", help="hold a system's deliveries (they keep being recorded), audited")
+    pause = runs(
+        actions.add_parser("pause", help="hold a system's deliveries (they keep being recorded), audited"),
+        downstream_pause,
+    )
     pause.add_argument("system", metavar=SYSTEMS_HELP)
     pause.add_argument("--until", metavar="WHEN", help="planned end: 06:00 (UTC, next), 2026-12-03T06:00Z, or 2h")
     _write_arguments(pause)
-    pause.set_defaults(handler=downstream_pause)
 
-    resume = actions.add_parser("resume", help="let the relays send a paused system's backlog again, audited")
+    resume = runs(
+        actions.add_parser("resume", help="let the relays send a paused system's backlog again, audited"),
+        downstream_resume,
+    )
     resume.add_argument("system", metavar=SYSTEMS_HELP)
     _write_arguments(resume)
-    resume.set_defaults(handler=downstream_resume)
 
 
 def _write_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,12 +141,11 @@ def _pause_report(control: Control, now: datetime) -> dict[str, Any]:
     }
 
 
-def downstream_status(args: argparse.Namespace) -> int:
-    settings = Settings()
+def downstream_status(args: argparse.Namespace, settings: Settings) -> int:
     systems = [known_system(args.system)] if args.system else list(DOWNSTREAM_SYSTEMS)
     objectives = {system: settings.delivery_objective(system) for system in DOWNSTREAM_SYSTEMS}
     now = datetime.now(UTC)
-    with archive_engine() as engine, engine.connect() as connection:
+    with archive_engine(settings) as engine, engine.connect() as connection:
         found = controls.read_controls(connection)
         stats = backlog(connection, now=now, objectives=objectives)
         errors = last_errors(connection)
@@ -202,11 +209,11 @@ def _duration(seconds: float | None) -> str:
 # -- pause and resume ------------------------------------------------------------------------------
 
 
-def downstream_pause(args: argparse.Namespace) -> int:
+def downstream_pause(args: argparse.Namespace, settings: Settings) -> int:
     system = known_system(args.system)
     now = datetime.now(UTC)
     until = None if args.until is None else parse_until(args.until, now=now)
-    with archive_engine() as engine:
+    with archive_engine(settings) as engine:
         if args.dry_run:
             with engine.connect() as connection:
                 before = controls.read_control(connection, system)
@@ -218,10 +225,10 @@ def downstream_pause(args: argparse.Namespace) -> int:
     return _report(args, verb, system, change.after, action_id=change.action_id, until=until)
 
 
-def downstream_resume(args: argparse.Namespace) -> int:
+def downstream_resume(args: argparse.Namespace, settings: Settings) -> int:
     system = known_system(args.system)
     now = datetime.now(UTC)
-    with archive_engine() as engine:
+    with archive_engine(settings) as engine:
         if args.dry_run:
             with engine.connect() as connection:
                 before = controls.read_control(connection, system)

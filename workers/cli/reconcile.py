@@ -14,9 +14,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from workers.cli.commands import dump_json
-from workers.cli.dlq import archive_engine, parse_moment
+from workers.cli.command import Subparsers, runs
+from workers.cli.dlq.archive import archive_engine
+from workers.cli.dlq.arguments import parse_moment
 from workers.cli.downstream import SYSTEMS_HELP, known_system
+from workers.cli.output import dump_json
 from workers.observability.masking import mask, mask_text
 from workers.settings import DOWNSTREAM_SYSTEMS, Settings
 from workers.store.outbox.unconfirmed import OVERDUE, Unconfirmed, unconfirmed
@@ -48,15 +50,17 @@ DESTINATIONS = {
 TEXT_LIMIT = 50
 
 
-def add_parsers(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     """The `reconcile` command."""
-    parser = sub.add_parser("reconcile", help="effects applied here whose delivery is not confirmed (exit 1 if any)")
+    parser = runs(
+        sub.add_parser("reconcile", help="effects applied here whose delivery is not confirmed (exit 1 if any)"),
+        reconcile,
+    )
     parser.add_argument(
         "--system", action="append", default=[], metavar=SYSTEMS_HELP, help="only this system (repeatable)"
     )
     parser.add_argument("--since", default="24h", help="recorded at or after: ISO date/time, or e.g. 24h, 7d")
     parser.add_argument("--json", action="store_true")
-    parser.set_defaults(handler=reconcile)
 
 
 def describe(item: Unconfirmed, *, objective_seconds: int, now: datetime) -> str:
@@ -80,13 +84,12 @@ def describe(item: Unconfirmed, *, objective_seconds: int, now: datetime) -> str
     return f"{effect}, {where}: {why}"
 
 
-def reconcile(args: argparse.Namespace) -> int:
-    settings = Settings()
+def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     systems = [known_system(system) for system in args.system] or list(DOWNSTREAM_SYSTEMS)
     objectives = {system: settings.delivery_objective(system) for system in DOWNSTREAM_SYSTEMS}
     since = parse_moment(args.since)
     now = datetime.now(UTC)
-    with archive_engine() as engine, engine.connect() as connection:
+    with archive_engine(settings) as engine, engine.connect() as connection:
         found = unconfirmed(connection, now=now, since=since, objectives=objectives, systems=systems)
     by_system: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in found:

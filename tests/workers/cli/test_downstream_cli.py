@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select, update
 
 from tests.support.deliveries import open_breaker, record_delivery
 from tests.support.fleet_run import Cli
-from workers.cli.commands import CommandError
+from workers.cli.command import CommandError
 from workers.cli.downstream import parse_until
 from workers.store.outbox.status import DEAD_LETTERED, DELIVERED, SUPERSEDED
 from workers.store.tables import dead_letter_actions, deliveries, downstream_controls
