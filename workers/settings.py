@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -60,6 +61,12 @@ class Settings(BaseSettings):
     max_event_age_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     handler_time_limit_ms: int = Field(default=60_000, ge=100)
 
+    #: How long a delivery may wait for its system before it is overdue (the backlog alert, `flowfleet reconcile`).
+    erp_delivery_objective_seconds: int = Field(default=15 * 60, ge=1)
+    channels_delivery_objective_seconds: int = Field(default=5 * 60, ge=1)
+    notify_delivery_objective_seconds: int = Field(default=60 * 60, ge=1)
+    payments_delivery_objective_seconds: int = Field(default=15 * 60, ge=1)
+
     sentry_dsn: SecretStr | None = Field(default=None, validation_alias="SENTRY_DSN")
     #: How long-running processes (worker, exporter) log: JSON lines for machines, or text for humans.
     log_format: Annotated[Literal["json", "text"], BeforeValidator(lambda v: str(v).lower())] = "json"
@@ -73,6 +80,11 @@ class Settings(BaseSettings):
     def downstream_url(self, system: str) -> str | None:
         value: str | None = getattr(self, f"{system}_url")
         return value
+
+    def delivery_objective(self, system: str) -> timedelta:
+        """How long `system`'s deliveries may stay pending before they count as overdue."""
+        seconds: int = getattr(self, f"{system}_delivery_objective_seconds")
+        return timedelta(seconds=seconds)
 
 
 def redact_url(url: str) -> str:

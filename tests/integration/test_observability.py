@@ -106,7 +106,7 @@ def test_every_metric_the_dashboard_and_the_alert_rules_use_is_in_a_real_scrape(
     recorded = ops.recorded_names()
     missing = {name: sorted(where) for name, where in used.items() if name not in scraped | recorded}
     assert not missing, f"used by the dashboard or the alerts but not in a real scrape: {missing}"
-    assert exporter_metrics.value("flowfleet_exporter_up") == 3, "broker, archive and replays were all read"
+    assert exporter_metrics.value("flowfleet_exporter_up") == 4, "broker, archive, replays and outbox were all read"
     assert exporter_metrics.value("flowfleet_dead_letters_open", flow="orders", stage="decode") == 1
     assert exporter_metrics.value("flowfleet_queue_consumers", queue="orders") >= 1
     assert metrics.value("flowfleet_replays_total", flow="orders", result="applied") == 1

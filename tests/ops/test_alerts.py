@@ -17,6 +17,10 @@ REQUIRED = {
     "downstream error rate": "FlowfleetDownstreamErrors",
     "event lag": "FlowfleetEventLag",
     "replay stalled": "FlowfleetReplayStalled",
+    "a delivery backlog older than the system's objective": "FlowfleetDeliveryBacklogOlderThanObjective",
+    "a system paused for longer than planned": "FlowfleetDownstreamPausedTooLong",
+    "a circuit breaker open": "FlowfleetDownstreamCircuitOpen",
+    "a reconciliation mismatch": "FlowfleetDeliveriesUnconfirmed",
 }
 
 

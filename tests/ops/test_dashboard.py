@@ -26,6 +26,16 @@ FLOWLESS = {
     "flowfleet_exporter_up",
     "flowfleet_exporter_collect_seconds",
     "flowfleet_downstream_requests_total",
+    "flowfleet_deliveries_pending",
+    "flowfleet_deliveries_in_flight",
+    "flowfleet_delivery_oldest_pending_seconds",
+    "flowfleet_delivery_objective_seconds",
+    "flowfleet_deliveries_total",
+    "flowfleet_deliveries_unconfirmed",
+    "flowfleet_downstream_paused",
+    "flowfleet_downstream_paused_since_timestamp_seconds",
+    "flowfleet_downstream_paused_until_timestamp_seconds",
+    "flowfleet_downstream_circuit_open",
 }
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -86,6 +96,12 @@ def test_the_dashboard_shows_what_operators_watch() -> None:
         "flowfleet_downstream_requests_total",
         "flowfleet_replays_total",
         "flowfleet_stale_events_total",
+        "flowfleet_deliveries_pending",
+        "flowfleet_delivery_oldest_pending_seconds",
+        "flowfleet_deliveries_total",
+        "flowfleet_downstream_paused",
+        "flowfleet_downstream_circuit_open",
+        "flowfleet_deliveries_unconfirmed",
     ):
         assert any(where.startswith("panel") for where in used.get(name, ())), f"no panel shows {name}"
     queries = " ".join(query.expr for query in dashboard_queries())

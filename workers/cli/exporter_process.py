@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from workers.cli.stopping import stop_on_signals
 from workers.messaging.management import ManagementApi
-from workers.observability.exporter import FleetExporter, watched_queues
+from workers.observability.exporter import FleetExporter, delivery_objectives, watched_queues
 from workers.observability.logs import configure_logging
 from workers.observability.scrubbing import secret_values
 from workers.observability.sentry import init_sentry
@@ -42,6 +42,7 @@ def run_exporter(settings: Settings, *, port: int | None) -> int:
             broker=management,
             vhost=pika.URLParameters(broker_url).virtual_host,
             engine=engine,
+            objectives=delivery_objectives(settings),
         )
     )
     stopping = stop_on_signals(logger, "stopping")

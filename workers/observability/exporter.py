@@ -1,8 +1,8 @@
-"""`flowfleet exporter`: what no worker can count, queue depth from the broker and open dead letters from the archive.
+"""`flowfleet exporter`: what no worker can count: queue depth from the broker, dead letters and the outbox from SQL.
 
 It collects on each scrape (a custom Collector) rather than on a timer: every value is as fresh as
 the scrape that reads it, an idle exporter costs nothing, and the scrape interval set in Prometheus
-is the only knob. A scrape costs one management API request and three grouped SELECTs; a source
+is the only knob. A scrape costs one management API request and a few grouped SELECTs; a source
 that fails is reported as `flowfleet_exporter_up{source} 0` and its metrics are left out of that
 scrape, so one broken source never hides the other. It never writes to the database and never
 migrates it (a missing schema is reported like any other failure of the archive).
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -26,7 +26,8 @@ from sqlalchemy import Engine
 from workers.failures import STAGES
 from workers.flows import FLOWS
 from workers.messaging.topology import DEAD_LETTER_SUFFIX, DELAY_SUFFIX
-from workers.settings import Settings
+from workers.observability.delivery_gauges import read_delivery_gauges
+from workers.settings import DOWNSTREAM_SYSTEMS, Settings
 from workers.store.archive.stats import ArchiveStats, ReplayStats, archive_stats, replay_stats
 
 logger = logging.getLogger("flowfleet.exporter")
@@ -77,9 +78,12 @@ class FleetExporter(Collector):
         vhost: str,
         engine: Engine,
         flows: Sequence[str] = FLOW_NAMES,
+        objectives: Mapping[str, timedelta] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.queues = list(queues)
+        #: Each downstream system's delivery objective (the settings' defaults unless given).
+        self.objectives = dict(objectives or delivery_objectives(Settings()))
         self.broker = broker
         self.vhost = vhost
         self.engine = engine
@@ -99,7 +103,12 @@ class FleetExporter(Collector):
         took = GaugeMetricFamily(
             "flowfleet_exporter_collect_seconds", "How long reading the source took on this scrape.", labels=["source"]
         )
-        sources = (("broker", self._broker_metrics), ("archive", self._archive_metrics), ("replays", self._replays))
+        sources = (
+            ("broker", self._broker_metrics),
+            ("archive", self._archive_metrics),
+            ("replays", self._replays),
+            ("outbox", self._outbox),
+        )
         for source, read in sources:
             started = time.perf_counter()
             try:
@@ -160,6 +169,16 @@ class FleetExporter(Collector):
         with self.engine.connect() as connection:
             stats = replay_stats(connection)
         yield from replay_metrics(stats, now=now, flows=self.flows)
+
+    def _outbox(self) -> Iterator[Metric]:
+        with self.engine.connect() as connection:
+            yield from read_delivery_gauges(
+                connection, now=self.clock(), objectives=self.objectives, systems=DOWNSTREAM_SYSTEMS
+            )
+
+
+def delivery_objectives(settings: Settings) -> dict[str, timedelta]:
+    return {system: settings.delivery_objective(system) for system in DOWNSTREAM_SYSTEMS}
 
 
 def archive_metrics(stats: ArchiveStats, *, now: datetime, flows: Sequence[str]) -> list[Metric]:

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
+from workers.settings import DOWNSTREAM_SYSTEMS
+
 #: prometheus-client writes its multiprocess files as soon as a metric is touched: a directory that
 #: does not exist yet would make every command that counts something fail.
 if multiprocess_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -86,3 +88,17 @@ class Outcomes:
 #: Replayed dead letters by what became of them (`applied`, `duplicate`: already applied, `failed_again`),
 #: counted by the workers that saw the outcome.
 replays_total = Counter("flowfleet_replays_total", "Replayed dead letters, by what became of them.", ["flow", "result"])
+
+#: What became of the deliveries the relay handled: confirmed, retried after a transient failure, throttled
+#: (a 429 or the fleet-wide rate limit), dead-lettered (stage `delivery`), or superseded by a newer value.
+DELIVERY_RESULTS = ("delivered", "retried", "throttled", "dead_lettered", "superseded")
+deliveries_total = Counter(
+    "flowfleet_deliveries_total", "Deliveries the relay handled, by system and result.", ["system", "result"]
+)
+
+
+def count_no_deliveries_yet() -> None:
+    """Show every system and result at 0 from the start, so rates and alerts over them exist before the first."""
+    for system in DOWNSTREAM_SYSTEMS:
+        for result in DELIVERY_RESULTS:
+            deliveries_total.labels(system, result)

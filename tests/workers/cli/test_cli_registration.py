@@ -32,6 +32,8 @@ def test_every_command_names_the_handler_that_runs_it() -> None:
         "publish",
         "contracts",
         "dlq",
+        "downstream",
+        "reconcile",
         "console",
         "exporter",
         "db",

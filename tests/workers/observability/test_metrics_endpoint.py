@@ -101,6 +101,19 @@ def test_without_a_directory_the_worker_serves_its_own_registry_as_before() -> N
     assert 'flowfleet_messages_total{contract="order.created",flow="orders",outcome="processed",version="2"}' in text
 
 
+def test_a_worker_serves_every_system_and_delivery_result_from_the_start_before_any_delivery() -> None:
+    port = free_port()
+    endpoint = metrics_endpoint.serve_worker_metrics(port)
+    try:
+        text = scrape(port)
+    finally:
+        endpoint.close()
+
+    for system in ("erp", "channels", "notify", "payments"):
+        for result in ("delivered", "retried", "throttled", "dead_lettered", "superseded"):
+            assert f'flowfleet_deliveries_total{{result="{result}",system="{system}"}}' in text, (system, result)
+
+
 def test_without_a_directory_a_taken_port_stops_the_worker() -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
