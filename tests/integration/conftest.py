@@ -49,6 +49,10 @@ WORKER_ENV = {
     "FLOWFLEET_DELIVERY_LIMIT": str(DELIVERY_LIMIT),
     "FLOWFLEET_WORKER_THREADS": "2",
     "FLOWFLEET_DOWNSTREAM_TIMEOUT_SECONDS": "10",
+    # The relay retries deliveries after 100-500 ms, and its breaker cools down in 2 s.
+    "FLOWFLEET_DELIVERY_MIN_BACKOFF_MS": "100",
+    "FLOWFLEET_DELIVERY_MAX_BACKOFF_MS": "500",
+    "FLOWFLEET_BREAKER_COOLDOWN_SECONDS": "2",
 }
 
 
@@ -600,6 +604,15 @@ class Store:
         )
         return [(row["kind"], row["operation_id"], row["amount_minor"]) for row in rows]
 
+    def untried_deliveries(self, message_id: str) -> int:
+        """Deliveries the event recorded that the relay has not tried yet."""
+        rows = self.database.rows(
+            "SELECT count(*) AS n FROM deliveries WHERE message_id = %s AND status = 'pending' AND attempts = 0 "
+            "AND throttles = 0",
+            message_id,
+        )
+        return int(rows[0]["n"])
+
     def shipments(self, order_id: str) -> list[dict[str, Any]]:
         return self.database.rows("SELECT * FROM shipments WHERE order_id = %s ORDER BY shipment_id", order_id)
 
@@ -667,7 +680,8 @@ def emit(publish: Callable[..., None]) -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def apply_event(emit: Callable[..., dict[str, Any]], store: Store) -> Callable[..., dict[str, Any]]:
-    """Publish one event and wait until the fleet has handled it (its dedup key is in processed_events)."""
+    """Publish one event and wait until the fleet has handled it (its dedup key is in processed_events) and the
+    relay has tried each delivery it recorded at least once (up to 10 s: a downstream that is down is no error)."""
 
     def send(contract: str, data: dict[str, Any], *, timeout: float = 20.0, **options: Any) -> dict[str, Any]:
         sent = emit(contract, data, **options)
@@ -683,6 +697,9 @@ def apply_event(emit: Callable[..., dict[str, Any]], store: Store) -> Callable[.
             return False
 
         wait_until(handled, timeout=timeout, what=f"{contract} {key} to be applied")
+        deadline = time.monotonic() + 10
+        while store.untried_deliveries(sent["message_id"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return sent
 
     return send

@@ -75,7 +75,14 @@ def demo(_args: argparse.Namespace) -> int:
 def worker(args: argparse.Namespace) -> int:
     from workers.cli.worker import run_worker  # noqa: PLC0415  # keeps the CLI's start-up light
 
-    return run_worker(Settings(), flows=args.flow, threads=args.threads, drain=not args.no_drain)
+    return run_worker(
+        Settings(),
+        flows=args.flow,
+        threads=args.threads,
+        drain=not args.no_drain,
+        relay=not args.no_relay,
+        relay_only=args.relay_only,
+    )
 
 
 def _channel_opener(settings: Settings) -> tuple[pika.BlockingConnection, Callable[[], Any]]:

@@ -15,10 +15,15 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="run a realistic stream of orders through the embedded pipeline")
 
-    worker = sub.add_parser("worker", help="run the flows' actors and the dead-letter drain")
+    worker = sub.add_parser("worker", help="run the flows' actors, the delivery relay and the dead-letter drain")
     worker.add_argument("--flow", action="append", help="only these flows (repeatable); default all")
     worker.add_argument("--threads", type=int, help="worker threads (default FLOWFLEET_WORKER_THREADS)")
     worker.add_argument("--no-drain", action="store_true", help="do not drain dead-letter queues into the archive")
+    relaying = worker.add_mutually_exclusive_group()
+    relaying.add_argument("--no-relay", action="store_true", help="do not send the outbox's deliveries")
+    relaying.add_argument(
+        "--relay-only", action="store_true", help="only send the outbox's deliveries (no flows, no drain): for sizing"
+    )
 
     topo = sub.add_parser("topology", help="declare, export or check the broker topology")
     topo_sub = topo.add_subparsers(dest="action", required=True)
