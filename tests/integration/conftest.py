@@ -681,9 +681,12 @@ def emit(publish: Callable[..., None]) -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def apply_event(emit: Callable[..., dict[str, Any]], store: Store) -> Callable[..., dict[str, Any]]:
     """Publish one event and wait until the fleet has handled it (its dedup key is in processed_events) and the
-    relay has tried each delivery it recorded at least once (up to 10 s: a downstream that is down is no error)."""
+    relay has tried each delivery it recorded at least once (up to 10 s: a downstream that is down is no error;
+    `deliveries=False` when the test holds them back on purpose)."""
 
-    def send(contract: str, data: dict[str, Any], *, timeout: float = 20.0, **options: Any) -> dict[str, Any]:
+    def send(
+        contract: str, data: dict[str, Any], *, timeout: float = 20.0, deliveries: bool = True, **options: Any
+    ) -> dict[str, Any]:
         sent = emit(contract, data, **options)
         key = dedup_key_of(contract, data, sent["version"])
         failed: list[dict[str, Any]] = []
@@ -698,7 +701,7 @@ def apply_event(emit: Callable[..., dict[str, Any]], store: Store) -> Callable[.
 
         wait_until(handled, timeout=timeout, what=f"{contract} {key} to be applied")
         deadline = time.monotonic() + 10
-        while store.untried_deliveries(sent["message_id"]) and time.monotonic() < deadline:
+        while deliveries and store.untried_deliveries(sent["message_id"]) and time.monotonic() < deadline:
             time.sleep(0.05)
         return sent
 
