@@ -8,12 +8,14 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import pika
 import psycopg
+
+from contracts.publishing import encode, new_envelope
 
 RABBIT_HOST = os.environ.get("FLOWFLEET_BENCH_RABBIT_HOST", "127.0.0.1")
 RABBIT_PORT = int(os.environ.get("FLOWFLEET_BENCH_RABBIT_PORT", "5672"))
@@ -154,16 +156,10 @@ def order_data(order_id: str, sku: str, *, quantity: int = 1) -> dict[str, Any]:
 
 def envelope(data: dict[str, Any], *, occurred_at: datetime | None = None, version: int = 2) -> bytes:
     """A plain JSON envelope as upstream teams publish it."""
-    return json.dumps(
-        {
-            "message_id": str(uuid.uuid4()),
-            "contract": "order.created",
-            "version": version,
-            "occurred_at": (occurred_at or datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
-            "producer": "bench",
-            "data": data,
-        }
-    ).encode("utf-8")
+    body = new_envelope(
+        "order.created", data, version=version, occurred_at=occurred_at, age=timedelta(seconds=1), producer="bench"
+    )
+    return encode(body)
 
 
 def valid_bodies(count: int, tag: str) -> Iterator[bytes]:

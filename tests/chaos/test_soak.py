@@ -247,7 +247,7 @@ class Stream:
         first = self.rng.randint(1, total - 1)
         parts = [total] if self.rng.random() < 0.5 else [first, total - first]
         for k, amount in enumerate(parts, start=1):
-            capture = {
+            capture: dict[str, Any] = {
                 "capture_id": f"CAP-{n:06d}-{k}",
                 "payment_id": payment_id,
                 "order_id": order_id,
@@ -454,7 +454,9 @@ def build_plan(seed: int, size: int) -> Plan:
         return Message(contract, version, data, intent, message_id, occurred_at, copy_of)
 
     # A few units in flight at a time: each unit's events stay in order and close together.
-    pending, active, ordered = collections.deque(units), [], []
+    pending = collections.deque(units)
+    active: list[collections.deque[Event]] = []
+    ordered: list[Message] = []
     while pending or active:
         while pending and len(active) < 25:
             active.append(collections.deque(pending.popleft()))

@@ -193,7 +193,7 @@ v1_items = st.fixed_dictionaries(
 
 @st.composite
 def v1_orders(draw: st.DrawFn) -> OrderCreatedV1:
-    items = draw(st.lists(v1_items, min_size=1, max_size=30))
+    items: list[dict[str, Any]] = draw(st.lists(v1_items, min_size=1, max_size=30))
     return OrderCreatedV1.model_validate(
         {
             "order_id": draw(st.from_regex(r"\AORD-[0-9]{1,10}\Z")),

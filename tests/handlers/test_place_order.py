@@ -187,7 +187,7 @@ def test_an_erp_error_propagates_unchanged_for_the_runtime_to_handle(error: Exce
         place(an_order(("TEE", 1)), InMemoryStockBook(), erp)
 
     assert caught.value is error
-    if isinstance(error, TransientError):
+    if isinstance(caught.value, TransientError):
         assert caught.value.retry_after == 30.0
 
 

@@ -13,9 +13,9 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from contracts.publishing import new_envelope
 from tests.support.integration import Metrics, flowfleet_command, free_port, wait_until
 from workers.demo.day import order_v2
 
@@ -60,7 +61,7 @@ WORKER_ENV = {
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """Keep each phase's report on the test item, so fixtures can print worker logs when a test failed."""
     outcome = yield
     report = outcome.get_result()
@@ -184,15 +185,9 @@ def make_envelope(
     occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
     """A plain envelope as DESIGN.md documents it."""
-    return {
-        "message_id": message_id or str(uuid.uuid4()),
-        "contract": contract,
-        "version": version,
-        "occurred_at": (occurred_at or datetime.now(UTC) - timedelta(seconds=5)).isoformat(),
-        "producer": "storefront",
-        "correlation_id": f"checkout-{uuid.uuid4().hex[:8]}",
-        "data": data,
-    }
+    return new_envelope(
+        contract, data, version=version, message_id=message_id, occurred_at=occurred_at, age=timedelta(seconds=5)
+    )
 
 
 @pytest.fixture
@@ -219,7 +214,7 @@ class Database:
         """Rows of a query; an empty list while the worker has not created the schema yet."""
         try:
             with self._connect().cursor() as cursor:
-                cursor.execute(sql, params)  # type: ignore[arg-type]  # test SQL is literal
+                cursor.execute(sql, params)
                 return cursor.fetchall()
         except psycopg.errors.UndefinedTable:
             return []
@@ -230,7 +225,7 @@ class Database:
 
     def execute(self, sql: str, *params: Any) -> None:
         with self._connect().cursor() as cursor:
-            cursor.execute(sql, params)  # type: ignore[arg-type]  # test SQL is literal
+            cursor.execute(sql, params)
 
     def seed_stock(self, sku: str, location: str, on_hand: int) -> None:
         self.execute(
@@ -592,7 +587,12 @@ class Store:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def payment(self, payment_id: str) -> dict[str, Any] | None:
+    def payment(self, payment_id: str) -> dict[str, Any]:
+        row = self.payment_or_none(payment_id)
+        assert row is not None, f"no row in payments for {(payment_id,)}"
+        return row
+
+    def payment_or_none(self, payment_id: str) -> dict[str, Any] | None:
         rows = self.database.rows("SELECT * FROM payments WHERE payment_id = %s", payment_id)
         return rows[0] if rows else None
 
@@ -622,18 +622,33 @@ class Store:
         )
         return [(row["line_id"], row["quantity"]) for row in rows]
 
-    def rma(self, rma_id: str) -> dict[str, Any] | None:
+    def rma(self, rma_id: str) -> dict[str, Any]:
+        row = self.rma_or_none(rma_id)
+        assert row is not None, f"no row in returns for {(rma_id,)}"
+        return row
+
+    def rma_or_none(self, rma_id: str) -> dict[str, Any] | None:
         rows = self.database.rows("SELECT * FROM returns WHERE rma_id = %s", rma_id)
         return rows[0] if rows else None
 
     def rma_lines(self, rma_id: str) -> list[dict[str, Any]]:
         return self.database.rows("SELECT * FROM return_lines WHERE rma_id = %s ORDER BY line_id", rma_id)
 
-    def price(self, sku: str, currency: str) -> dict[str, Any] | None:
+    def price(self, sku: str, currency: str) -> dict[str, Any]:
+        row = self.price_or_none(sku, currency)
+        assert row is not None, f"no row in prices for {(sku, currency)}"
+        return row
+
+    def price_or_none(self, sku: str, currency: str) -> dict[str, Any] | None:
         rows = self.database.rows("SELECT * FROM prices WHERE sku = %s AND currency = %s", sku, currency)
         return rows[0] if rows else None
 
-    def product(self, sku: str) -> dict[str, Any] | None:
+    def product(self, sku: str) -> dict[str, Any]:
+        row = self.product_or_none(sku)
+        assert row is not None, f"no row in products for {(sku,)}"
+        return row
+
+    def product_or_none(self, sku: str) -> dict[str, Any] | None:
         rows = self.database.rows("SELECT * FROM products WHERE sku = %s", sku)
         return rows[0] if rows else None
 
@@ -711,3 +726,15 @@ def apply_event(emit: Callable[..., dict[str, Any]], store: Store) -> Callable[.
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics(free_port())
+
+
+# -- the fixtures' types, for the tests' signatures ----------------------------------------------
+
+StartWorker = Callable[..., WorkerProcess]
+Publish = Callable[..., None]
+MakeEnvelope = Callable[..., dict[str, Any]]
+WaitFor = Callable[..., Any]
+RunFlowfleet = Callable[..., subprocess.CompletedProcess[str]]
+Emit = Callable[..., dict[str, Any]]
+ApplyEvent = Callable[..., dict[str, Any]]
+PublishRejects = Callable[[], RejectedMessages]

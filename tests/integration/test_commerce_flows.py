@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import ApplyEvent, Database, Emit, FakeErp, StartWorker, Store, WaitFor
+from tests.support.integration import Metrics
+
 pytestmark = pytest.mark.integration
 
 DELIVERED_AT = "2026-11-24T14:03:00Z"
@@ -78,7 +81,7 @@ def authorization(payment_id: str, order_id: str, amount: int, currency: str = "
     return {"payment_id": payment_id, "order_id": order_id, "amount_minor": amount, "currency": currency}
 
 
-def requests_to(fake_erp, path: str, key_prefix: str = "") -> list[tuple[str | None, Any]]:
+def requests_to(fake_erp: FakeErp, path: str, key_prefix: str = "") -> list[tuple[str | None, Any]]:
     """(Idempotency-Key, body) of every request the fake received at `path` with that key prefix, in arrival order.
 
     `path` is the fake's full path: the ERP answers at its root, the other systems under their mounts
@@ -92,8 +95,8 @@ def requests_to(fake_erp, path: str, key_prefix: str = "") -> list[tuple[str | N
 
 
 def test_a_captured_payment_can_be_refunded_in_parts_and_the_erp_gets_every_capture_and_refund(
-    worker, apply_event, database, store, fake_erp
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, store: Store, fake_erp: FakeErp
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 5)
     apply_event("order.created", order("ORD-R1", [("1", "TEE-RED-M", 2, 1999)]))
@@ -142,8 +145,8 @@ def test_a_captured_payment_can_be_refunded_in_parts_and_the_erp_gets_every_capt
 
 
 def test_a_partial_shipment_leaves_the_order_partially_shipped_and_takes_the_units_off_the_shelf(
-    worker, apply_event, database, store, fake_erp
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, store: Store, fake_erp: FakeErp
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 10)
     apply_event("order.created", order("ORD-P1", [("1", "TEE-RED-M", 4, 1999)]))
@@ -184,8 +187,8 @@ def test_a_partial_shipment_leaves_the_order_partially_shipped_and_takes_the_uni
 
 
 def test_a_split_order_ships_one_parcel_per_location_and_the_customer_hears_of_each_one(
-    worker, apply_event, database, store, fake_erp
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, store: Store, fake_erp: FakeErp
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 2)
     database.seed_stock("TEE-RED-M", "HAM-2", 5)
@@ -230,8 +233,8 @@ def test_a_split_order_ships_one_parcel_per_location_and_the_customer_hears_of_e
 
 
 def test_an_out_of_stock_line_is_backordered_until_a_receipt_allocates_it_and_availability_is_pushed(
-    worker, apply_event, database, fake_erp
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp
+) -> None:
     worker()
 
     apply_event("order.created", order("ORD-B1", [("1", "LAMP-ARC", 2, 8900)]))
@@ -262,8 +265,14 @@ def test_an_out_of_stock_line_is_backordered_until_a_receipt_allocates_it_and_av
 
 
 def test_a_failed_payment_notifies_the_customer_and_a_later_capture_is_dead_lettered_with_the_reason(
-    worker, apply_event, emit, database, store, fake_erp, wait_for
-):
+    worker: StartWorker,
+    apply_event: ApplyEvent,
+    emit: Emit,
+    database: Database,
+    store: Store,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 5)
     apply_event("order.created", order("ORD-F1", [("1", "MUG-BLUE", 1, 1200)]))
@@ -299,7 +308,9 @@ def test_a_failed_payment_notifies_the_customer_and_a_later_capture_is_dead_lett
     assert requests_to(fake_erp, "/payments/captures", "payment-capture:") == []
 
 
-def test_orders_from_duplicate_customer_records_are_all_applied(worker, apply_event, database, fake_erp):
+def test_orders_from_duplicate_customer_records_are_all_applied(
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     placed = [
@@ -332,7 +343,9 @@ def test_orders_from_duplicate_customer_records_are_all_applied(worker, apply_ev
     assert database.dead_letters() == []
 
 
-def test_a_tax_exempt_buyer_is_exported_to_the_erp_as_tax_exempt(worker, apply_event, database, fake_erp):
+def test_a_tax_exempt_buyer_is_exported_to_the_erp_as_tax_exempt(
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
 
@@ -346,7 +359,9 @@ def test_a_tax_exempt_buyer_is_exported_to_the_erp_as_tax_exempt(worker, apply_e
     assert exports["order-export:ORD-T2"]["tax_exempt"] is False
 
 
-def test_localized_product_text_reaches_the_channels_exactly_as_written(worker, apply_event, database, store, fake_erp):
+def test_localized_product_text_reaches_the_channels_exactly_as_written(
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, store: Store, fake_erp: FakeErp
+) -> None:
     worker()
     title = "緑茶マグカップ「富士」 \u2013 Größe L"
     # A decomposed "ë" (e + combining diaeresis) and an emoji outside the BMP: nothing may normalise or escape them.
@@ -373,8 +388,8 @@ def test_localized_product_text_reaches_the_channels_exactly_as_written(worker, 
 
 
 def test_a_price_change_older_than_the_current_price_is_counted_stale_and_not_posted(
-    worker, apply_event, database, store, fake_erp, metrics
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, store: Store, fake_erp: FakeErp, metrics: Metrics
+) -> None:
     running = worker(FLOWFLEET_METRICS_PORT=str(metrics.port))
     current = {"sku": "TEE-RED-M", "currency": "EUR", "amount_minor": 1799, "effective_at": "2026-11-26T00:00:00Z"}
     apply_event("price.changed", current)
@@ -397,8 +412,14 @@ def test_a_price_change_older_than_the_current_price_is_counted_stale_and_not_po
 
 
 def test_orders_in_yen_and_pounds_are_paid_in_their_currency_and_a_capture_in_another_is_dead_lettered(
-    worker, apply_event, emit, database, store, fake_erp, wait_for
-):
+    worker: StartWorker,
+    apply_event: ApplyEvent,
+    emit: Emit,
+    database: Database,
+    store: Store,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     apply_event("order.created", order("ORD-JPY", [("1", "MUG-BLUE", 2, 1500)], currency="JPY"))
@@ -430,7 +451,9 @@ def test_orders_in_yen_and_pounds_are_paid_in_their_currency_and_a_capture_in_an
     assert exports["order-export:ORD-GBP"]["currency"] == "GBP"
 
 
-def test_a_marketplace_order_reaches_the_erp_with_its_marketplace_channel(worker, apply_event, database, fake_erp):
+def test_a_marketplace_order_reaches_the_erp_with_its_marketplace_channel(
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 10)
 
@@ -448,8 +471,8 @@ def test_a_marketplace_order_reaches_the_erp_with_its_marketplace_channel(worker
 
 
 def test_a_return_with_a_damaged_unit_and_an_adjustment_restocks_quarantines_and_refunds_the_difference(
-    worker, apply_event, database, store, fake_erp
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, store: Store, fake_erp: FakeErp
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 2)
     apply_event("order.created", order("ORD-X1", [("1", "TEE-RED-M", 1, 1999), ("2", "TEE-RED-M", 1, 1999)]))
@@ -519,8 +542,8 @@ def test_a_return_with_a_damaged_unit_and_an_adjustment_restocks_quarantines_and
 
 
 def test_an_inventory_count_older_than_the_last_applied_one_changes_nothing_and_is_not_dead_lettered(
-    worker, apply_event, database, store, fake_erp, metrics
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, store: Store, fake_erp: FakeErp, metrics: Metrics
+) -> None:
     worker(FLOWFLEET_METRICS_PORT=str(metrics.port))
     apply_event("inventory.counted", {"sku": "MUG-BLUE", "location": "BER-1", "on_hand": 10, "sequence": 5})
 
@@ -537,8 +560,8 @@ def test_an_inventory_count_older_than_the_last_applied_one_changes_nothing_and_
 
 
 def test_a_cancelled_order_releases_its_reservations_and_the_erp_and_channels_are_told(
-    worker, apply_event, database, fake_erp
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 3)
     database.seed_stock("MUG-BLUE", "HAM-2", 4)
@@ -571,8 +594,14 @@ def test_a_cancelled_order_releases_its_reservations_and_the_erp_and_channels_ar
 
 
 def test_a_cancel_after_shipment_is_dead_lettered_with_a_reason_and_changes_nothing(
-    worker, apply_event, emit, database, store, fake_erp, wait_for
-):
+    worker: StartWorker,
+    apply_event: ApplyEvent,
+    emit: Emit,
+    database: Database,
+    store: Store,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 5)
     apply_event("order.created", order("ORD-K1", [("1", "TEE-RED-M", 1, 1999), ("2", "TEE-RED-M", 2, 1999)]))

@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from tests.integration.conftest import (
+    Database,
+    FakeErp,
+    MakeEnvelope,
+    Publish,
+    PublishRejects,
+    Rabbit,
+    RunFlowfleet,
+    StartWorker,
+    WaitFor,
+)
 from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_worker_killed_mid_request_has_its_delivery_taken_over_with_the_same_key_and_applied_once(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     # A 2 s request timeout gives an 8 s lease: the second worker takes the delivery over after that.
     first = worker(FLOWFLEET_DOWNSTREAM_TIMEOUT_SECONDS="2")
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     in_flight = threading.Event()
-    fake_erp.on_request = lambda request: request.order_id == "ORD-7200" and in_flight.set()
+    fake_erp.on_request = lambda request: in_flight.set() if request.order_id == "ORD-7200" else None
     # The ERP applies the export, then holds its answer: the worker dies before it hears back.
     fake_erp.script("ORD-7200", fake_erp.reply(200, delay=30))
 
@@ -41,14 +59,19 @@ def test_a_worker_killed_mid_request_has_its_delivery_taken_over_with_the_same_k
     assert database.dead_letters() == []
 
 
-def _delivery_statuses(database, system: str = "erp") -> list[str]:
+def _delivery_statuses(database: Database, system: str = "erp") -> list[str]:
     rows = database.rows("SELECT status FROM deliveries WHERE system = %s ORDER BY id", system)
     return [row["status"] for row in rows]
 
 
 def test_workers_killed_while_the_erp_holds_their_requests_lose_no_delivery_and_double_no_effect(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     env = {"FLOWFLEET_DOWNSTREAM_TIMEOUT_SECONDS": "2"}
     workers = [worker(**env) for _ in range(3)]
     database.seed_stock("MUG-BLUE", "BER-1", 100)
@@ -72,14 +95,21 @@ def test_workers_killed_while_the_erp_holds_their_requests_lose_no_delivery_and_
     wait_for(lambda: sorted(fake_erp.exports()) == expected, timeout=60, what="every export applied")
     wait_for(lambda: set(_delivery_statuses(database)) == {"delivered"}, timeout=60, what="every delivery settled")
     erp = [r for r in fake_erp.requests if r.system == "erp"]
-    applied = [r.idempotency_key for r in erp if r.status is not None and 200 <= r.status < 300]
+    applied = [str(r.idempotency_key) for r in erp if r.status is not None and 200 <= r.status < 300]
     assert sorted(applied) == expected, "one effect per Idempotency-Key"
     assert {r.status for r in erp} <= {200, 409}
     assert len([r for r in erp if r.status == 409]) <= 10, "only requests whose worker died were sent again"
     assert database.dead_letters() == []
 
 
-def test_three_workers_never_send_the_same_delivery_twice(worker, publish, envelope, database, fake_erp, wait_for):
+def test_three_workers_never_send_the_same_delivery_twice(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     for _ in range(3):
         worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
@@ -90,18 +120,26 @@ def test_three_workers_never_send_the_same_delivery_twice(worker, publish, envel
         publish(envelope(order_v2(order_id, [("MUG-BLUE", 1)])))
 
     wait_for(lambda: len(fake_erp.exports()) == 40, timeout=60, what="40 exports")
-    keys = [r.idempotency_key for r in fake_erp.requests if r.system == "erp"]
+    keys = [str(r.idempotency_key) for r in fake_erp.requests if r.system == "erp"]
     assert sorted(keys) == sorted(f"order-export:{o}" for o in orders), "each delivery sent once, by one worker"
 
 
-def _waiting_for_a_lock(database) -> int:
+def _waiting_for_a_lock(database: Database) -> int:
     rows = database.rows(
         "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     return int(rows[0]["n"])
 
 
-def _kill_its_worker_until_archived(worker, publish, envelope, database, fake_erp, wait_for, bound: int):
+def _kill_its_worker_until_archived(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    bound: int,
+) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Publish an order whose every delivery ends in kill -9 (a row lock the test holds keeps its handler
     waiting; we kill), restarting the worker each time, until the broker's delivery limit archives it.
 
@@ -111,7 +149,7 @@ def _kill_its_worker_until_archived(worker, publish, envelope, database, fake_er
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     killer = envelope(order_v2("ORD-KILLER", [("MUG-BLUE", 1)]))
 
-    def archived() -> list[dict]:
+    def archived() -> list[dict[str, Any]]:
         return [row for row in database.dead_letters() if row["error_type"] == "DeliveryLimitExceeded"]
 
     with psycopg.connect(database.url) as holder:
@@ -135,8 +173,14 @@ def _kill_its_worker_until_archived(worker, publish, envelope, database, fake_er
 
 
 def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delivery_limit(
-    worker, publish, envelope, database, fake_erp, wait_for, service_env
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    service_env: dict[str, str],
+) -> None:
     delivery_limit = int(service_env["FLOWFLEET_DELIVERY_LIMIT"])
 
     killer, row, kills = _kill_its_worker_until_archived(
@@ -156,8 +200,14 @@ def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delive
 
 
 def test_a_delivery_limit_dead_letter_records_every_delivery_that_killed_a_worker(
-    worker, publish, envelope, database, fake_erp, wait_for, service_env
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    service_env: dict[str, str],
+) -> None:
     delivery_limit = int(service_env["FLOWFLEET_DELIVERY_LIMIT"])
 
     _killer, row, kills = _kill_its_worker_until_archived(
@@ -167,12 +217,14 @@ def test_a_delivery_limit_dead_letter_records_every_delivery_that_killed_a_worke
     assert row["attempts"] == kills
 
 
-def _write_envelopes(path, envelope, count: int, prefix: str) -> None:
+def _write_envelopes(path: Path, envelope: MakeEnvelope, count: int, prefix: str) -> None:
     lines = [json.dumps(envelope(order_v2(f"{prefix}-{n:03d}", [("MUG-BLUE", 1)]))) for n in range(count)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def test_publish_reports_every_envelope_of_a_jsonl_file_confirmed(flowfleet, rabbit, envelope, tmp_path):
+def test_publish_reports_every_envelope_of_a_jsonl_file_confirmed(
+    flowfleet: RunFlowfleet, rabbit: Rabbit, envelope: MakeEnvelope, tmp_path: Path
+) -> None:
     assert flowfleet("topology", "apply").returncode == 0
     path = tmp_path / "orders.jsonl"
     _write_envelopes(path, envelope, 50, "ORD-PUB")
@@ -184,7 +236,9 @@ def test_publish_reports_every_envelope_of_a_jsonl_file_confirmed(flowfleet, rab
     assert rabbit.queue_state("orders") == (50, 0), "all 50 are waiting in the orders queue"
 
 
-def test_publish_to_an_exchange_without_a_binding_fails_and_says_unroutable(flowfleet, rabbit, envelope, tmp_path):
+def test_publish_to_an_exchange_without_a_binding_fails_and_says_unroutable(
+    flowfleet: RunFlowfleet, rabbit: Rabbit, envelope: MakeEnvelope, tmp_path: Path
+) -> None:
     with rabbit.channel() as channel:
         channel.exchange_declare("commerce.nowhere", exchange_type="topic", durable=True)
     path = tmp_path / "orders.jsonl"
@@ -197,7 +251,9 @@ def test_publish_to_an_exchange_without_a_binding_fails_and_says_unroutable(flow
     assert result.stderr.count("unroutable") == 3, result.stderr
 
 
-def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with_a_ttl(flowfleet, rabbit):
+def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with_a_ttl(
+    flowfleet: RunFlowfleet, rabbit: Rabbit
+) -> None:
     first = flowfleet("topology", "apply")
     second = flowfleet("topology", "apply")
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
@@ -222,7 +278,9 @@ def test_topology_apply_is_idempotent_and_check_reports_a_dead_letter_queue_with
     assert any("orders.XQ" in line and "TTL" in line for line in report["drift"])
 
 
-def test_topology_check_reports_a_missing_binding_through_the_management_api(flowfleet, rabbit, management_url):
+def test_topology_check_reports_a_missing_binding_through_the_management_api(
+    flowfleet: RunFlowfleet, rabbit: Rabbit, management_url: str
+) -> None:
     assert flowfleet("topology", "apply").returncode == 0
     with rabbit.channel() as channel:
         channel.queue_unbind("orders", "commerce.events", "order.created")
@@ -236,7 +294,7 @@ def test_topology_check_reports_a_missing_binding_through_the_management_api(flo
     assert "bindings not checked" in blind.stdout
 
 
-def test_the_worker_refuses_to_start_without_an_erp_url_and_names_the_variable(flowfleet):
+def test_the_worker_refuses_to_start_without_an_erp_url_and_names_the_variable(flowfleet: RunFlowfleet) -> None:
     result = flowfleet("worker", FLOWFLEET_ERP_URL="")
 
     assert result.returncode != 0
@@ -245,8 +303,8 @@ def test_the_worker_refuses_to_start_without_an_erp_url_and_names_the_variable(f
 
 
 def test_dlq_list_and_show_explain_each_rejection_and_mask_the_customer_email(
-    worker, publish_rejects, database, flowfleet, wait_for
-):
+    worker: StartWorker, publish_rejects: PublishRejects, database: Database, flowfleet: RunFlowfleet, wait_for: WaitFor
+) -> None:
     worker()
     sent = publish_rejects()
     wait_for(lambda: len(database.dead_letters()) == 4, what="4 dead letters")

@@ -11,12 +11,14 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pika
 import pytest
 
+from tests.integration.conftest import Database, FakeErp, MakeEnvelope, Publish, RunFlowfleet, StartWorker, WaitFor
 from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
@@ -83,7 +85,7 @@ class Tap:
 
 
 @pytest.fixture
-def tap(vhost):
+def tap(vhost: str) -> Iterator[Callable[[], Tap]]:
     taps: list[Tap] = []
 
     def open_tap() -> Tap:
@@ -95,7 +97,17 @@ def tap(vhost):
         each.close()
 
 
-def refused_orders(publish, envelope, fake_erp, database, wait_for, prefix: str, count: int, *, refusals: int = 1):
+def refused_orders(
+    publish: Publish,
+    envelope: MakeEnvelope,
+    fake_erp: FakeErp,
+    database: Database,
+    wait_for: WaitFor,
+    prefix: str,
+    count: int,
+    *,
+    refusals: int = 1,
+) -> list[dict[str, Any]]:
     """Orders the ERP refuses (400) `refusals` times each: one failure group in the archive. Returns their rows."""
     order_ids = [f"{prefix}-{n:02d}" for n in range(count)]
     for order_id in order_ids:
@@ -107,21 +119,22 @@ def refused_orders(publish, envelope, fake_erp, database, wait_for, prefix: str,
         rows = [row for row in database.dead_letters() if row["dedup_key"] in order_ids]
         return rows if len(rows) == count else []
 
-    return wait_for(archived, what=f"{count} dead letters of {prefix}")
+    rows: list[dict[str, Any]] = wait_for(archived, what=f"{count} dead letters of {prefix}")
+    return rows
 
 
-def published_copies(database) -> int:
+def published_copies(database: Database) -> int:
     return int(database.scalar("SELECT count(*) FROM dead_letter_replays WHERE published_at IS NOT NULL") or 0)
 
 
-def group_of(flowfleet) -> str:
+def group_of(flowfleet: RunFlowfleet) -> str:
     ran = flowfleet("dlq", "groups", "--json")
     assert ran.returncode == 0, ran.stderr
     [group] = json.loads(ran.stdout)["groups"]
     return str(group["fingerprint"])
 
 
-def applied_once_each(database, order_ids: list[str]) -> None:
+def applied_once_each(database: Database, order_ids: list[str]) -> None:
     """Each order is stored once and holds one unit of stock: nothing was applied twice."""
     assert sorted(row["order_id"] for row in database.orders()) == sorted(order_ids)
     assert sorted(row["dedup_key"] for row in database.processed_events()) == sorted(order_ids)
@@ -132,8 +145,16 @@ def applied_once_each(database, order_ids: list[str]) -> None:
 
 
 def test_a_replay_killed_halfway_and_resumed_applies_nothing_twice_and_sends_nothing_twice(
-    worker, publish, envelope, database, fake_erp, wait_for, flowfleet, service_env, tap
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    flowfleet: RunFlowfleet,
+    service_env: dict[str, str],
+    tap: Callable[[], Tap],
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
     rows = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-KILL", 16)
@@ -180,8 +201,15 @@ def test_a_replay_killed_halfway_and_resumed_applies_nothing_twice_and_sends_not
 
 
 def test_a_replay_racing_new_failures_of_its_group_replays_only_its_frozen_set_and_reports_the_newcomers(
-    worker, publish, envelope, database, fake_erp, wait_for, flowfleet, service_env
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    flowfleet: RunFlowfleet,
+    service_env: dict[str, str],
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
     rows = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-RACE", 8)
@@ -217,8 +245,14 @@ def test_a_replay_racing_new_failures_of_its_group_replays_only_its_frozen_set_a
 
 
 def test_an_edit_that_breaks_the_contract_is_refused_before_anything_is_published_and_a_good_one_is_applied(
-    worker, publish, envelope, database, wait_for, flowfleet, tap
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    wait_for: WaitFor,
+    flowfleet: RunFlowfleet,
+    tap: Callable[[], Tap],
+) -> None:
     worker()
     data = order_v2("ORD-FIX", [("MUG-BLUE", 1)])
     data["lines"][0]["quantity"] = -3
@@ -273,8 +307,15 @@ def test_an_edit_that_breaks_the_contract_is_refused_before_anything_is_publishe
 
 
 def test_the_replay_rate_holds_within_ten_percent(
-    worker, publish, envelope, database, fake_erp, wait_for, flowfleet, tap
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    flowfleet: RunFlowfleet,
+    tap: Callable[[], Tap],
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
     refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-RATE", 30)
@@ -294,8 +335,16 @@ def test_the_replay_rate_holds_within_ten_percent(
 
 
 def test_two_operators_replaying_the_same_group_at_once_do_not_double_send(
-    worker, publish, envelope, database, fake_erp, wait_for, flowfleet, service_env, tap
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    flowfleet: RunFlowfleet,
+    service_env: dict[str, str],
+    tap: Callable[[], Tap],
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
     rows = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-TWO", 30)
@@ -336,8 +385,14 @@ def test_two_operators_replaying_the_same_group_at_once_do_not_double_send(
 
 
 def test_a_re_failure_after_a_replay_is_a_new_record_linked_to_the_original_and_stops_the_replay(
-    worker, publish, envelope, database, fake_erp, wait_for, flowfleet
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    flowfleet: RunFlowfleet,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
     rows = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-AGAIN", 2, refusals=2)

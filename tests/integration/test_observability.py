@@ -3,36 +3,20 @@ and several worker processes sharing a metrics directory report their sum on one
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import observability as ops
 from tests.support.integration import Metrics, flowfleet_command, free_port, wait_until
 from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
-
-
-def _ops_helpers() -> ModuleType:
-    """tests/support/observability.py: the dashboard's and alert rules' queries and the metric names they use."""
-    if "observability" in sys.modules:
-        return sys.modules["observability"]
-    spec = importlib.util.spec_from_file_location(
-        "observability", Path(__file__).parents[1] / "ops" / "observability.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["observability"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def sample_names(port: int) -> set[str]:
@@ -87,7 +71,6 @@ def test_every_metric_the_dashboard_and_the_alert_rules_use_is_in_a_real_scrape(
     metrics: Metrics,
     tmp_path: Path,
 ) -> None:
-    ops = _ops_helpers()
     worker(FLOWFLEET_METRICS_PORT=str(metrics.port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     # Processed after one retry (the ERP answers 503 once): throughput, retries, latency, lag, downstream 5xx.

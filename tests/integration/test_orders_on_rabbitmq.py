@@ -8,14 +8,29 @@ from datetime import UTC, datetime, timedelta
 import pika
 import pytest
 
+from tests.integration.conftest import (
+    Database,
+    FakeErp,
+    MakeEnvelope,
+    Publish,
+    PublishRejects,
+    Rabbit,
+    StartWorker,
+    WaitFor,
+)
 from workers.demo.day import order_v1, order_v2
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_plain_envelope_is_stored_reserved_per_line_and_exported_once(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("TEE-RED-M", "BER-1", 5)
     database.seed_stock("LAMP-ARC", "HAM-2", 1)
@@ -31,9 +46,11 @@ def test_a_plain_envelope_is_stored_reserved_per_line_and_exported_once(
     assert (lines["LAMP-ARC"]["status"], lines["LAMP-ARC"]["location"]) == ("backordered", None)
     assert database.stock("TEE-RED-M", "BER-1")["reserved"] == 2
     assert database.stock("LAMP-ARC", "HAM-2")["reserved"] == 0
-    [request] = fake_erp.requests_for("ORD-7001")
+    [request] = wait_for(lambda: fake_erp.requests_for("ORD-7001"), what="ORD-7001 exported after its commit")
     assert (request.path, request.idempotency_key) == ("/orders", "order-export:ORD-7001")
-    [availability] = [r for r in fake_erp.requests if r.system == "channels"]
+    [availability] = wait_for(
+        lambda: [r for r in fake_erp.requests if r.system == "channels"], what="availability sent to the channels"
+    )
     assert availability.path == "/channels/availability"
     assert availability.body == {"sku": "TEE-RED-M", "available": 3}
     assert request.body["order_id"] == "ORD-7001"
@@ -42,8 +59,14 @@ def test_a_plain_envelope_is_stored_reserved_per_line_and_exported_once(
 
 
 def test_copies_of_one_order_have_one_effect_whatever_their_message_ids(
-    worker, publish, envelope, database, fake_erp, rabbit, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    rabbit: Rabbit,
+    wait_for: WaitFor,
+) -> None:
     running = worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     order = order_v2("ORD-7002", [("MUG-BLUE", 2)])
@@ -55,6 +78,7 @@ def test_copies_of_one_order_have_one_effect_whatever_their_message_ids(
     publish(envelope(order_v2("ORD-7003", [("MUG-BLUE", 1)])))  # comes after the copies
 
     wait_for(lambda: database.orders("ORD-7003"), what="the order published after the copies")
+    wait_for(lambda: len(fake_erp.exports()) == 2, what="both exports sent by the relay")
     assert running.stop() == 0  # finishes what is in flight
     assert rabbit.queue_state("orders")[0] == 0, "every copy was consumed"
     assert len(database.orders("ORD-7002")) == 1
@@ -66,7 +90,14 @@ def test_copies_of_one_order_have_one_effect_whatever_their_message_ids(
     assert database.dead_letters() == []
 
 
-def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(worker, publish, envelope, database, fake_erp, wait_for):
+def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
 
@@ -76,13 +107,13 @@ def test_a_v1_order_is_upcast_and_stored_as_a_storefront_order(worker, publish, 
     assert (order["channel"], order["currency"], order["total_minor"]) == ("storefront", "GBP", 2500)
     [line] = database.order_lines("ORD-0999")
     assert (line["line_id"], line["sku"], line["quantity"], line["status"]) == ("1", "MUG-BLUE", 2, "reserved")
-    [request] = fake_erp.requests_for("ORD-0999")
+    [request] = wait_for(lambda: fake_erp.requests_for("ORD-0999"), what="the v1 order exported")
     assert request.body["channel"] == "storefront"
 
 
 def test_bad_input_is_archived_on_the_first_attempt_with_its_stage_and_reason(
-    worker, publish_rejects, database, fake_erp, wait_for
-):
+    worker: StartWorker, publish_rejects: PublishRejects, database: Database, fake_erp: FakeErp, wait_for: WaitFor
+) -> None:
     worker()
 
     sent = publish_rejects()
@@ -104,8 +135,13 @@ def test_bad_input_is_archived_on_the_first_attempt_with_its_stage_and_reason(
 
 
 def test_an_erp_that_recovers_gets_the_same_idempotency_key_and_the_order_is_stored_once(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     fake_erp.script("ORD-7005", 503, 503, 200)
@@ -121,7 +157,14 @@ def test_an_erp_that_recovers_gets_the_same_idempotency_key_and_the_order_is_sto
     assert database.dead_letters() == []
 
 
-def test_a_retry_after_from_the_erp_is_honoured(worker, publish, envelope, database, fake_erp, wait_for):
+def test_a_retry_after_from_the_erp_is_honoured(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     fake_erp.script("ORD-7006", fake_erp.reply(503, retry_after="2"), 200)
@@ -135,8 +178,13 @@ def test_a_retry_after_from_the_erp_is_honoured(worker, publish, envelope, datab
 
 
 def test_an_erp_refusal_keeps_the_order_and_dead_letters_its_export_at_stage_delivery_without_retrying(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     fake_erp.script("ORD-7007", 400)
@@ -154,8 +202,13 @@ def test_an_erp_refusal_keeps_the_order_and_dead_letters_its_export_at_stage_del
 
 
 def test_an_erp_that_stays_down_keeps_the_order_and_dead_letters_its_export_once_the_budget_is_spent(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker(FLOWFLEET_ERP_DELIVERY_BUDGET_SECONDS="3", FLOWFLEET_BREAKER_THRESHOLD="1000")
     database.seed_stock("MUG-BLUE", "BER-1", 10)
     fake_erp.script("ORD-7008", *[503] * 1000)
@@ -173,7 +226,14 @@ def test_an_erp_that_stays_down_keeps_the_order_and_dead_letters_its_export_once
     assert fake_erp.exports() == []
 
 
-def test_the_queue_keeps_flowing_behind_a_poison_message(worker, publish, envelope, database, fake_erp, wait_for):
+def test_the_queue_keeps_flowing_behind_a_poison_message(
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
     fake_erp.script("ORD-7100", 400)
@@ -192,7 +252,9 @@ def test_the_queue_keeps_flowing_behind_a_poison_message(worker, publish, envelo
     assert sorted(row["stage"] for row in rows) == ["decode", "delivery"]
 
 
-def test_two_workers_never_reserve_more_stock_than_is_on_hand(worker, publish, envelope, database, wait_for):
+def test_two_workers_never_reserve_more_stock_than_is_on_hand(
+    worker: StartWorker, publish: Publish, envelope: MakeEnvelope, database: Database, wait_for: WaitFor
+) -> None:
     worker()
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 3)
@@ -209,8 +271,13 @@ def test_two_workers_never_reserve_more_stock_than_is_on_hand(worker, publish, e
 
 
 def test_an_event_older_than_the_age_limit_is_archived_as_expired_and_not_applied(
-    worker, publish, envelope, database, fake_erp, wait_for
-):
+    worker: StartWorker,
+    publish: Publish,
+    envelope: MakeEnvelope,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+) -> None:
     worker()
     stale = envelope(order_v2("ORD-7500", [("MUG-BLUE", 1)]), occurred_at=datetime.now(UTC) - timedelta(days=9))
 
@@ -223,8 +290,8 @@ def test_an_event_older_than_the_age_limit_is_archived_as_expired_and_not_applie
 
 
 def test_a_publisher_forging_the_internal_retry_format_cannot_make_a_message_vanish(
-    worker, vhost, publish, database, wait_for
-):
+    worker: StartWorker, vhost: str, publish: Publish, database: Database, wait_for: WaitFor
+) -> None:
     worker(FLOWFLEET_WORKER_THREADS="1")  # one thread: messages finish in the order they were published
     forged = {
         "queue_name": "orders",

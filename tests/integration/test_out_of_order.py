@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import ApplyEvent, Database, Emit, FakeErp, StartWorker, Store, WaitFor
+from tests.support.integration import Metrics
+
 pytestmark = pytest.mark.integration
 
 #: A retry budget that outlasts "a moment later" but runs out within seconds: ~2.3-4.6 s over 8 attempts.
@@ -202,7 +205,7 @@ PAIRS = [
 VOLATILE = {"placed_at", "updated_at", "applied_at", "dispatched_at", "requested_at", "processed_at", "message_id"}
 
 
-def end_state(database, fake_erp, tag: str) -> dict[str, Any]:
+def end_state(database: Database, fake_erp: FakeErp, tag: str) -> dict[str, Any]:
     """Every row and downstream request of one tagged run, with the tag replaced by <T> and volatile columns gone."""
     like = f"%{tag}%"
     queries = {
@@ -232,18 +235,27 @@ def end_state(database, fake_erp, tag: str) -> dict[str, Any]:
         ),
         key=lambda r: (r["path"], r["key"] or ""),
     )
-    return json.loads(json.dumps(state, default=str).replace(tag, "<T>"))
+    normalized: dict[str, Any] = json.loads(json.dumps(state, default=str).replace(tag, "<T>"))
+    return normalized
 
 
-def _run_in_order(pair: Pair, ids: Ids, apply_event) -> None:
+def _run_in_order(pair: Pair, ids: Ids, apply_event: ApplyEvent) -> None:
     for step in (*pair.before, pair.earlier, pair.later):
         apply_event(*step(ids))
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda pair: pair.id)
 def test_a_later_event_that_arrives_first_waits_for_the_earlier_one_and_ends_as_if_in_order(
-    pair, worker, apply_event, emit, database, store, fake_erp, metrics, wait_for
-):
+    pair: Pair,
+    worker: StartWorker,
+    apply_event: ApplyEvent,
+    emit: Emit,
+    database: Database,
+    store: Store,
+    fake_erp: FakeErp,
+    metrics: Metrics,
+    wait_for: WaitFor,
+) -> None:
     worker(**RETRY_ENV, FLOWFLEET_METRICS_PORT=str(metrics.port))
     in_order, reversed_ = Ids(IN_ORDER), Ids(REVERSED)
     for ids in (in_order, reversed_):
@@ -276,8 +288,8 @@ def test_a_later_event_that_arrives_first_waits_for_the_earlier_one_and_ends_as_
 
 
 def test_a_later_event_whose_earlier_one_never_comes_is_dead_lettered_after_the_budget_saying_what_it_waited_for(
-    worker, emit, database, store, fake_erp, wait_for
-):
+    worker: StartWorker, emit: Emit, database: Database, store: Store, fake_erp: FakeErp, wait_for: WaitFor
+) -> None:
     worker(**RETRY_ENV)
 
     capture = emit("payment.captured", captured(Ids("NEVER"))[1])
@@ -302,6 +314,6 @@ def test_a_later_event_whose_earlier_one_never_comes_is_dead_lettered_after_the_
         assert waited_for[contract] in row["error_message"]
         assert row["first_failed_at"] < row["last_failed_at"]
     assert rows["payment.captured"]["business_keys"] == {"payment_id": "PAY-NEVER", "order_id": "ORD-NEVER"}
-    assert store.payment("PAY-NEVER") is None
+    assert store.payment_or_none("PAY-NEVER") is None
     assert database.processed_events() == []
     assert fake_erp.requests == []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
+from tests.integration.conftest import ApplyEvent, Database, ErpRequest, FakeErp, StartWorker, WaitFor
 from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
@@ -14,15 +16,15 @@ pytestmark = pytest.mark.integration
 DOWN = [503] * 10_000
 
 
-def cancel(order_id: str) -> dict:
+def cancel(order_id: str) -> dict[str, Any]:
     return {"order_id": order_id, "reason": "customer_request"}
 
 
-def erp_requests(fake_erp, *, ok_only: bool = False) -> list:
+def erp_requests(fake_erp: FakeErp, *, ok_only: bool = False) -> list[ErpRequest]:
     return [r for r in fake_erp.requests if r.system == "erp" and (not ok_only or r.status in (200, 201, 202, 409))]
 
 
-def set_paused(database, system: str, paused: bool) -> None:
+def set_paused(database: Database, system: str, paused: bool) -> None:
     database.execute(
         "UPDATE downstream_controls SET paused = %s, paused_by = 'oncall', pause_reason = 'ERP upgrade', "
         "paused_since = now() WHERE system = %s",
@@ -32,8 +34,8 @@ def set_paused(database, system: str, paused: bool) -> None:
 
 
 def test_an_erp_outage_reserves_every_order_and_once_it_recovers_exports_each_once_cancel_after_export(
-    worker, apply_event, database, fake_erp, wait_for
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp, wait_for: WaitFor
+) -> None:
     worker()
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 20)
@@ -58,7 +60,7 @@ def test_an_erp_outage_reserves_every_order_and_once_it_recovers_exports_each_on
     expected = sorted([f"order-export:{o}" for o in orders] + [f"order-cancel:{o}" for o in orders[:3]])
     wait_for(lambda: sorted(fake_erp.exports()) == expected, timeout=60, what="every export and cancel applied")
 
-    accepted = [r.idempotency_key for r in erp_requests(fake_erp) if r.status in (200, 201, 202)]
+    accepted = [str(r.idempotency_key) for r in erp_requests(fake_erp) if r.status in (200, 201, 202)]
     assert sorted(accepted) == expected, "each applied exactly once"
     for order_id in orders[:3]:
         assert accepted.index(f"order-export:{order_id}") < accepted.index(f"order-cancel:{order_id}")
@@ -66,8 +68,8 @@ def test_an_erp_outage_reserves_every_order_and_once_it_recovers_exports_each_on
 
 
 def test_a_pause_is_honoured_by_every_worker_within_seconds_survives_a_restart_and_a_resume_drains(
-    worker, apply_event, database, fake_erp, wait_for
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp, wait_for: WaitFor
+) -> None:
     first, _second = worker(), worker()
     database.seed_stock("MUG-BLUE", "BER-1", 20)
     set_paused(database, "erp", True)
@@ -92,8 +94,8 @@ def test_a_pause_is_honoured_by_every_worker_within_seconds_survives_a_restart_a
 
 
 def test_the_breaker_opens_on_a_flapping_erp_stops_spending_attempts_and_closes_after_recovery(
-    worker, apply_event, database, fake_erp, wait_for
-):
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp, wait_for: WaitFor
+) -> None:
     worker(FLOWFLEET_BREAKER_THRESHOLD="3", FLOWFLEET_BREAKER_COOLDOWN_SECONDS="2")
     database.seed_stock("MUG-BLUE", "BER-1", 20)
     orders = [f"ORD-83{n:02d}" for n in range(10)]

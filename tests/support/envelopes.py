@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
+
+from contracts.publishing import encode, new_envelope
 
 ORDER_CREATED = "order.created"
 
@@ -21,18 +22,7 @@ def envelope(
     producer: str = "storefront",
 ) -> bytes:
     """A UTF-8 JSON envelope as an upstream team publishes it; a fresh message_id unless one is given."""
-    return json.dumps(
-        {
-            "message_id": message_id or str(uuid.uuid4()),
-            "contract": contract,
-            "version": version,
-            "occurred_at": (datetime.now(UTC) - age).isoformat(),
-            "producer": producer,
-            "correlation_id": f"checkout-{uuid.uuid4().hex[:8]}",
-            "data": data,
-        },
-        ensure_ascii=False,
-    ).encode("utf-8")
+    return encode(new_envelope(contract, data, version=version, message_id=message_id, age=age, producer=producer))
 
 
 def order_v2(

@@ -13,6 +13,7 @@ from contracts.orders import ORDER_CREATED, OrderCreatedV2
 from contracts.schema import contract_schema
 from handlers.errors import PermanentError, Throttled, TransientError
 from handlers.orders import place_order
+from tests.support.fakes import InMemoryOrderBook, InMemoryStockBook
 from workers.failures import MAX_ERROR_MESSAGE, TRACEBACK_LIMIT, EventExpired, Failure, classify, fingerprint
 
 
@@ -26,19 +27,6 @@ def caught(action: Any, *args: Any) -> BaseException:
 
 def raise_(error: BaseException) -> None:
     raise error
-
-
-class _NoStock:
-    def lock(self, skus: object) -> None:
-        return None
-
-    def levels(self, sku: str) -> list[object]:
-        return []
-
-
-class _NoOrders:
-    def add(self, order: object) -> None:
-        return None
 
 
 class _RefusingErp:
@@ -55,8 +43,8 @@ def erp_failure(error: Exception, order_id: str = "ORD-1") -> BaseException:
     return caught(
         lambda: place_order(
             order,
-            orders=_NoOrders(),
-            stock=_NoStock(),
+            orders=InMemoryOrderBook(),
+            stock=InMemoryStockBook(),
             erp=_RefusingErp(error),
             channels=_RefusingErp(error),
         )

@@ -9,11 +9,11 @@ failure policy's retries sort out what arrives out of order.
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from contracts.publishing import encode, new_envelope
 
 #: (routing key, body, what it shows)
 Step = tuple[str, bytes, str]
@@ -41,18 +41,7 @@ def envelope(
     age: timedelta = timedelta(minutes=3),
     producer: str = "storefront",
 ) -> bytes:
-    return json.dumps(
-        {
-            "message_id": str(uuid.uuid4()),
-            "contract": contract,
-            "version": version,
-            "occurred_at": (datetime.now(UTC) - age).isoformat(),
-            "producer": producer,
-            "correlation_id": f"demo-{uuid.uuid4().hex[:8]}",
-            "data": data,
-        },
-        ensure_ascii=False,
-    ).encode("utf-8")
+    return encode(new_envelope(contract, data, version=version, age=age, producer=producer))
 
 
 def step(contract: str, data: dict[str, Any], note: str, **options: Any) -> Step:

@@ -345,7 +345,7 @@ def test_an_interrupted_replay_resumes_where_it_stopped_and_sends_nothing_twice(
     records = refused_orders(fleet, erp_rules, *(f"ORD-8{n}" for n in range(5)))
     publisher = Publisher(fleet)
     first = replayer(fleet, publisher)
-    publisher.after = lambda _id: len(publisher.sent) == 2 and first.interrupt()
+    publisher.after = lambda _id: first.interrupt() if len(publisher.sent) == 2 else None
 
     interrupted = first.start(group_of(records), actor="ana", reason="r", options=NO_WAIT)
     resumed = replayer(fleet, publisher).resume(interrupted.action_id, actor="bo")
@@ -363,7 +363,7 @@ def test_a_resume_may_go_on_at_another_rate(fleet: FleetRun, erp_rules: Erp) -> 
     clock, times = FakeClock(), []
     publisher = Publisher(fleet, settle=False)
     first = replayer(fleet, publisher, clock=clock, sleep=clock.sleep)
-    publisher.after = lambda _id: len(publisher.sent) == 2 and first.interrupt()
+    publisher.after = lambda _id: first.interrupt() if len(publisher.sent) == 2 else None
     interrupted = first.start(group_of(records), actor="a", reason="r", options=ReplayOptions(rate=1, wait=0))
     publisher.after, publisher.before = None, lambda _id: times.append(clock.now)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from tests.support.envelopes import envelope, order_v2
 from tests.support.fleet_run import FleetRun
@@ -17,7 +18,7 @@ def cancel(order_id: str) -> bytes:
     return envelope({"order_id": order_id, "reason": "customer_request"}, version=1, contract="order.cancelled")
 
 
-def refused_export(fleet: FleetRun, erp: FakeDownstream) -> dict:
+def refused_export(fleet: FleetRun, erp: FakeDownstream) -> dict[str, Any]:
     """ORD-1's export refused (400) and its cancel recorded behind it: returns the export's dead letter."""
     refusing = {"on": True}
     erp.responder = lambda _p, payload, _k, _a: 400 if refusing["on"] and payload["order_id"] == "ORD-1" else 200

@@ -335,7 +335,7 @@ def test_without_a_redis_url_each_process_keeps_its_own_limit_and_warns_once(
     assert len(warnings) == 2, "one warning per process, not per system"
     assert all("FLOWFLEET_REDIS_URL is not set" in w and "per process" in w for w in warnings)
     for adapter in (*first_process.values(), *second_process.values()):
-        adapter.close()  # type: ignore[attr-defined]
+        adapter.close()
 
 
 def test_with_a_redis_url_every_process_shares_one_limit(
@@ -350,7 +350,7 @@ def test_with_a_redis_url_every_process_shares_one_limit(
         urls.append(url)
         return fakeredis.FakeRedis(server=redis_server)
 
-    monkeypatch.setattr(rate_limit.redis.Redis, "from_url", connect)
+    monkeypatch.setattr(redis.Redis, "from_url", connect)
     settings = Settings(
         **unreachable_systems, erp_rate_limit=1, redis_url=SecretStr("redis://:hunter2@redis.internal:6379/0")
     )
@@ -366,7 +366,7 @@ def test_with_a_redis_url_every_process_shares_one_limit(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "hunter2" not in caplog.text
     for adapter in (*first_process.values(), *second_process.values()):
-        adapter.close()  # type: ignore[attr-defined]
+        adapter.close()
 
 
 class ClosingRedis(fakeredis.FakeRedis):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from dramatiq import Message
@@ -79,7 +80,9 @@ def test_settings_secrets_are_url_passwords_and_the_dsn() -> None:
 
 def test_a_log_record_names_a_dramatiq_message_instead_of_printing_its_body() -> None:
     body = '{"email": "a@b.de"}'
-    message = Message(queue_name="orders", actor_name="orders", args=(), kwargs={"body": body}, options={})
+    message: Message[Any] = Message(
+        queue_name="orders", actor_name="orders", args=(), kwargs={"body": body}, options={}
+    )
     record = logging.LogRecord("dramatiq", logging.INFO, "", 0, "Failed to process message %s.", (message,), None)
 
     assert render_log_message(record) == f"Failed to process message orders/{message.message_id}."
@@ -113,7 +116,12 @@ def test_the_per_message_info_line_does_not_parse_the_body_but_warnings_and_text
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parsed: list[int] = []
-    monkeypatch.setattr(logs, "current_message_values", lambda: parsed.append(1) or frozenset({"Zoë"}))
+
+    def parsing_the_body() -> frozenset[str]:
+        parsed.append(1)
+        return frozenset({"Zoë"})
+
+    monkeypatch.setattr(logs, "current_message_values", parsing_the_body)
     formatter = logs.JsonFormatter(frozenset())
 
     def line(level: int, msg: str, *args: object) -> str:

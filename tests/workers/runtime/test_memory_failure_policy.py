@@ -27,7 +27,7 @@ class RecordingBroker(MemoryBroker):
         self.refusals = 0
         self._once = Lock()
 
-    def message_for(self, queue_name: str, headers: dict[str, Any] | None, body: bytes) -> Message:
+    def message_for(self, queue_name: str, headers: dict[str, Any] | None, body: bytes) -> Message[Any]:
         self.deliveries.append((queue_name, dict(headers or {})))
         return super().message_for(queue_name, headers, body)
 
@@ -45,7 +45,7 @@ class RecordingBroker(MemoryBroker):
 class RetryEnqueueFailsOnce(RecordingBroker):
     """Loses its connection the first time a delayed retry is published."""
 
-    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         if delay is not None and self.first_time():
             raise ConnectionError("connection lost while publishing a retry")
         return super().enqueue(message, delay=delay)
