@@ -32,6 +32,7 @@ from sqlalchemy.exc import OperationalError
 
 from contracts.published import REGISTRY
 from workers.cli.commands import CommandError, dump_json
+from workers.deadletters import redelivery
 from workers.deadletters.preflight import ALREADY_APPLIED, STILL_FAILING, WOULD_PASS, check
 from workers.deadletters.repair import RepairRefused, repair
 from workers.deadletters.replay import Progress, Publisher, Replayer, ReplayError, ReplayOptions, ReplayReport
@@ -503,6 +504,8 @@ def dlq_replay(args: argparse.Namespace) -> int:
     if not args.reason and not args.dry_run:
         raise CommandError("a replay needs --reason (it is recorded in the audit trail)")
     where = _write_selection(args)
+    if _replay_delivery_dead_letters(args, where):
+        return 0
     if args.dry_run:
         return _replay_dry_run(args, where)
     if args.canary < 0:
@@ -512,6 +515,31 @@ def dlq_replay(args: argparse.Namespace) -> int:
     return _run_replay(
         args, lambda replayer: replayer.start(where, actor=actor_of(args), reason=args.reason, options=options)
     )
+
+
+def _replay_delivery_dead_letters(args: argparse.Namespace, where: DeadLetterFilter) -> bool:
+    """Dead letters of stage `delivery` go back to the outbox (same Idempotency-Key), not to the broker.
+
+    Returns True when the selection was only about deliveries (`--stage delivery`): nothing is left to do.
+    """
+    with archive_engine() as engine, engine.begin() as connection:
+        ids = redelivery.delivery_dead_letters(connection, where)
+        if args.dry_run:
+            for item in redelivery.preview(connection, ids):
+                print(
+                    f"dry run: #{item['dead_letter_id']} would be sent again to {item['system']} "
+                    f"POST {item['path']} with Idempotency-Key {item['idempotency_key']}"
+                )
+        elif ids:
+            done = redelivery.replay_deliveries(
+                connection, ids, actor=actor_of(args), reason=args.reason, selection=where.to_json()
+            )
+            print(
+                f"action {done.action_id}: {len(done.sent_again)} delivery dead letter(s) back in the outbox, "
+                f"sent again with their own Idempotency-Keys: {done.sent_again}"
+                + (f"; skipped (replayed meanwhile): {done.skipped}" if done.skipped else "")
+            )
+    return where.stage == redelivery.STAGE
 
 
 def _replay_dry_run(args: argparse.Namespace, where: DeadLetterFilter) -> int:
@@ -665,6 +693,8 @@ def dlq_repair(args: argparse.Namespace) -> int:
                 f"dead letter #{args.id} is {record['status']}, not open"
                 + (f": repair its newest copy, #{record['replayed_as'][-1]}" if record["replayed_as"] else "")
             )
+        if record["stage"] == redelivery.STAGE:
+            return _repair_delivery(engine, args, patch)
         try:
             repaired = repair(record, patch, REGISTRY)
         except RepairRefused as error:
@@ -708,6 +738,24 @@ def dlq_repair(args: argparse.Namespace) -> int:
     )
 
 
+def _repair_delivery(engine: Engine, args: argparse.Namespace, patch: Any) -> int:
+    """A delivery dead letter's patch applies to its request body (paths from the body's root)."""
+    try:
+        with engine.begin() as connection:
+            body = redelivery.repair_delivery(
+                connection, args.id, patch, actor=actor_of(args), reason=args.reason, dry_run=args.dry_run
+            )
+    except ValueError as error:
+        raise CommandError(f"repair refused, nothing was sent: {error}") from None
+    if args.json:
+        _print_json({"dry_run": args.dry_run, "dead_letter_id": args.id, "body": _masked(body, args.unmask)})
+    elif args.dry_run:
+        print(f"dry run: #{args.id}'s request would be sent again as:\n{dump_json(_masked(body, args.unmask))}")
+    else:
+        print(f"#{args.id}'s patched request is back in the outbox, with its own Idempotency-Key")
+    return 0
+
+
 def _read_patch(given: str) -> Any:
     text = given
     if given == "-":
@@ -744,6 +792,7 @@ def dlq_discard(args: argparse.Namespace) -> int:
                 statuses=("open", "discarded"),
                 event="discarded",
             )
+            redelivery.suppress_discarded(connection, moved)
     return _report_change(args, "discarded", moved, action_id=action_id, skipped=sorted(set(ids) - set(moved)))
 
 
@@ -795,6 +844,7 @@ def dlq_restore(args: argparse.Namespace) -> int:
                 statuses=("discarded", "open"),
                 event="restored",
             )
+            redelivery.hold_restored(connection, moved)
     return _report_change(args, "restored", moved, action_id=action_id, skipped=sorted(set(ids) - set(moved)))
 
 

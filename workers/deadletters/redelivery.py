@@ -12,14 +12,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from workers.deadletters.json_patch import PatchError, apply_patch
 from workers.store.archive import actions as ops
 from workers.store.archive.records import DeadLetterFilter, matching_ids
 from workers.store.outbox.dead_letters import STAGE
+
+__all__ = [
+    "STAGE",
+    "Redelivered",
+    "delivery_dead_letters",
+    "hold_restored",
+    "preview",
+    "repair_delivery",
+    "replay_deliveries",
+    "suppress_discarded",
+]
 from workers.store.outbox.redelivery import delivery_of, redeliver, suppress, unsuppress
-from workers.store.tables import dead_letters
 
 
 @dataclass
@@ -138,7 +148,3 @@ def _replayed(
     )
     return bool(moved)
 
-
-def is_delivery_dead_letter(connection: Connection, dead_letter_id: int) -> bool:
-    stage = connection.execute(select(dead_letters.c.stage).where(dead_letters.c.id == dead_letter_id)).scalar()
-    return stage == STAGE
