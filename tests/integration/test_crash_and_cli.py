@@ -196,7 +196,7 @@ def test_a_message_that_kills_its_worker_every_time_is_archived_after_the_delive
 
     publish(envelope(order_v2("ORD-7301", [("MUG-BLUE", 1)])))
     wait_for(lambda: database.orders("ORD-7301"), what="a good order published after the killer")
-    assert fake_erp.exports() == ["order-export:ORD-7301"]
+    wait_for(lambda: fake_erp.exports() == ["order-export:ORD-7301"], what="its export sent by the relay")
 
 
 def test_a_delivery_limit_dead_letter_records_every_delivery_that_killed_a_worker(

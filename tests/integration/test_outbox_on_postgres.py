@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ApplyEvent, Database, ErpRequest, FakeErp, StartWorker, WaitFor
+from tests.integration.conftest import (
+    ApplyEvent,
+    Database,
+    ErpRequest,
+    FakeErp,
+    RunFlowfleet,
+    StartWorker,
+    WaitFor,
+)
 from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
@@ -126,3 +135,34 @@ def test_the_breaker_opens_on_a_flapping_erp_stops_spending_attempts_and_closes_
         what="the breaker closed",
     )
     assert database.dead_letters() == []
+
+
+def test_a_refused_export_is_a_delivery_dead_letter_with_the_orders_keys_and_dlq_replay_after_the_fix_sends_it(
+    worker: StartWorker,
+    apply_event: ApplyEvent,
+    database: Database,
+    fake_erp: FakeErp,
+    wait_for: WaitFor,
+    flowfleet: RunFlowfleet,
+) -> None:
+    worker()
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    fake_erp.script("ORD-8400", 422)
+
+    sent = apply_event("order.created", order_v2("ORD-8400", [("MUG-BLUE", 1)]), version=2)
+    [row] = wait_for(database.dead_letters, what="the refused export in the archive")
+    assert (row["stage"], row["message_id"], row["dedup_key"]) == ("delivery", sent["message_id"], "ORD-8400")
+    assert row["business_keys"] == {"order_id": "ORD-8400"}
+    listed = flowfleet("dlq", "list", "--key", "order_id=ORD-8400", "--json")
+    assert [item["stage"] for item in json.loads(listed.stdout)["items"]] == ["delivery"]
+
+    replayed = flowfleet("dlq", "replay", "--stage", "delivery", "--reason", "ERP accepts the order now (INC-12)")
+    assert replayed.returncode == 0, replayed.stderr
+
+    wait_for(lambda: fake_erp.exports() == ["order-export:ORD-8400"], what="the export sent again after the fix")
+    keys = [r.idempotency_key for r in fake_erp.requests_for("ORD-8400")]
+    assert keys == ["order-export:ORD-8400", "order-export:ORD-8400"], "the same Idempotency-Key both times"
+    wait_for(
+        lambda: database.scalar("SELECT status FROM dead_letters WHERE id = %s", row["id"]) == "resolved",
+        what="the dead letter resolved once delivered",
+    )

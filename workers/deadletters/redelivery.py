@@ -147,4 +147,3 @@ def _replayed(
         event=event,
     )
     return bool(moved)
-

@@ -18,7 +18,8 @@ from workers.delivery.backoff import backoff_seconds
 from workers.delivery.gate import ControlGate
 from workers.delivery.sending import DELIVERED, PERMANENT, THROTTLED, Sent
 from workers.observability.delivery_metrics import breaker_transitions_total, deliveries_total
-from workers.store.outbox.dead_letters import dead_letter_delivery
+from workers.observability.delivery_reports import report_delivery_dead_letter
+from workers.store.outbox.dead_letters import dead_letter_delivery, delivery_fingerprint
 from workers.store.outbox.outcomes import mark_delivered, retry_later, throttle
 from workers.store.outbox.redelivery import resolve_after_delivery
 from workers.store.outbox.system_state import record_failure, record_success
@@ -55,6 +56,7 @@ class Settler:
         """Record `sent` for the claimed `row`; return the result counted in flowfleet_deliveries_total."""
         system = str(row["system"])
         now = datetime.now(UTC)
+        archived: list[tuple[int, str, str]] = []  # (dead letter, error type, message) to report after commit
         with self.engine.begin() as connection:
             if sent.result == DELIVERED:
                 held = mark_delivered(connection, int(row["id"]), self.owner, now)
@@ -68,11 +70,20 @@ class Settler:
                 held = throttle(connection, int(row["id"]), self.owner, at=at, error=sent.message)
                 result, closed = "throttled", None
             elif sent.result == PERMANENT:
-                held = self._dead_letter(connection, row, sent.error_type, sent.message, now)
+                held = self._dead_letter(
+                    connection, row, error_type=sent.error_type, message=sent.message, now=now, archived=archived
+                )
                 result = "dead_lettered"
                 closed = self._after_answer(connection, system, now)
             else:
-                held, result, closed = self._transient(connection, row, sent, now)
+                held, result, closed = self._transient(connection, row, sent, now, archived)
+        for dead_letter_id, error_type, message in archived:
+            report_delivery_dead_letter(
+                row,
+                dead_letter_id=dead_letter_id,
+                fingerprint=delivery_fingerprint(row, error_type),
+                message=message,
+            )
         if closed is not None:
             self.gate.forget(system)
         if not held:
@@ -81,7 +92,9 @@ class Settler:
         deliveries_total.labels(system, result).inc()
         return result
 
-    def _transient(self, connection: Any, row: dict[str, Any], sent: Sent, now: datetime) -> tuple[bool, str, None]:
+    def _transient(
+        self, connection: Any, row: dict[str, Any], sent: Sent, now: datetime, archived: list[tuple[int, str, str]]
+    ) -> tuple[bool, str, None]:
         system = str(row["system"])
         probing = not self.gate.closed(system)
         opened = record_failure(connection, system, threshold=self.policy.breaker_threshold, now=now)
@@ -101,7 +114,10 @@ class Settler:
                 f"delivery budget of {_duration(budget)} spent after "
                 f"{int(row.get('attempts') or 0) + 1} attempts; final error: {sent.message}"
             )
-            return self._dead_letter(connection, row, "DeliveryBudgetSpent", message, now), "dead_lettered", None
+            held = self._dead_letter(
+                connection, row, error_type="DeliveryBudgetSpent", message=message, now=now, archived=archived
+            )
+            return held, "dead_lettered", None
         attempts = int(row.get("attempts") or 0) + 1
         wait = backoff_seconds(
             attempts,
@@ -112,11 +128,21 @@ class Settler:
         at = now + timedelta(seconds=wait)
         return retry_later(connection, int(row["id"]), self.owner, at=at, error=sent.message, now=now), "retried", None
 
-    def _dead_letter(self, connection: Any, row: dict[str, Any], error_type: str, message: str, now: datetime) -> bool:
+    def _dead_letter(
+        self,
+        connection: Any,
+        row: dict[str, Any],
+        *,
+        error_type: str,
+        message: str,
+        now: datetime,
+        archived: list[tuple[int, str, str]],
+    ) -> bool:
         dead_letter_id = dead_letter_delivery(
             connection, row, self.owner, error_type=error_type, message=message, now=now
         )
         if dead_letter_id is not None:
+            archived.append((dead_letter_id, error_type, message))
             logger.warning(
                 "delivery %s to %s dead-lettered as %s (its ordering key %s waits for replay or discard): %s",
                 row["id"],

@@ -17,6 +17,7 @@ from handlers.errors import PermanentError
 from tests.support.envelopes import envelope, order_v2
 from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRunner
+from workers.delivery.fake import FakeDownstream
 from workers.messaging.memory_broker import MemoryBroker
 from workers.observability.sentry import init_sentry
 from workers.settings import Settings
@@ -164,3 +165,31 @@ def test_without_a_dsn_sentry_is_not_started_and_the_broker_gets_no_sentry_middl
 
     assert not sentry_sdk.get_client().is_active()
     assert not any(type(m).__name__ == "SentryMiddleware" for m in fleet.broker.middleware)
+
+
+def test_a_delivery_dead_letter_reaches_sentry_once_grouped_by_its_fingerprint_without_the_request(
+    fleet_runner: FleetRunner,
+    settings: Settings,
+    erp: FakeDownstream,
+    sentry_transport: CapturingTransport,
+) -> None:
+    assert init_sentry(settings, transport=sentry_transport)
+    fleet = fleet_runner()
+    erp.responder = lambda *_: 400
+
+    fleet.run(envelope(order_with_personal_data("ORD-7003"), message_id="msg-7003"))
+
+    [dead] = fleet.dead_letters()
+    [event] = sentry_transport.events()
+    assert dead["stage"] == "delivery"
+    assert event["fingerprint"] == ["flowfleet-dead-letter", dead["fingerprint"]]
+    assert {k: event["tags"][k] for k in ("stage", "flow", "system", "message_id", "dedup_key")} == {
+        "stage": "delivery",
+        "flow": "orders",
+        "system": "erp",
+        "message_id": "msg-7003",
+        "dedup_key": "ORD-7003",
+    }
+    everything = sentry_transport.everything()
+    for value in (*PERSONAL, *SECRETS):
+        assert value not in everything, f"{value!r} left the process"

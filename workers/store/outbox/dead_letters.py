@@ -64,7 +64,7 @@ def dead_letter_delivery(
         "first_failed_at": first_failed if first_failed.tzinfo else first_failed.replace(tzinfo=UTC),
         "last_failed_at": now,
         "archived_at": now,
-        "fingerprint": fingerprint(STAGE, error_type, f"{system}:{row['method']} {_generalised(path)}", ()),
+        "fingerprint": delivery_fingerprint(row, error_type),
         "status": "open",
         "body": json.dumps(row["body"], ensure_ascii=False, sort_keys=True).encode("utf-8"),
         "headers": {
@@ -82,6 +82,12 @@ def dead_letter_delivery(
     dead_letter_id = archive(connection, record)
     connection.execute(deliveries.update().where(deliveries.c.id == row["id"]).values(dead_letter_id=dead_letter_id))
     return dead_letter_id
+
+
+def delivery_fingerprint(row: dict[str, Any], error_type: str) -> str:
+    """Refusals of one kind of request by one system group together, whichever entity they were about."""
+    where = f"{row['system']}:{row['method']} {_generalised(str(row['path']))}"
+    return fingerprint(STAGE, error_type, where, ())
 
 
 def _generalised(path: str) -> str:
