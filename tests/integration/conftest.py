@@ -482,11 +482,11 @@ def worker(
     """Start `flowfleet worker` processes; each start returns once its orders consumer is attached."""
     started: list[WorkerProcess] = []
 
-    def start(**env: str) -> WorkerProcess:
+    def start(*args: str, **env: str) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started) + 1}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [*flowfleet_command(), "worker"],
+                [*flowfleet_command(), "worker", *args],
                 env={**service_env, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -498,6 +498,8 @@ def worker(
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"worker exited with {process.returncode} at start:\n{handle.log()}")
+            if "--relay-only" in args:
+                return "delivery relay started" in handle.log()
             if "worker starting" not in handle.log():
                 return False
             try:
@@ -505,7 +507,7 @@ def worker(
             except pika.exceptions.ChannelClosedByBroker:
                 return False
 
-        wait_until(ready, timeout=30, what=f"worker {process.pid} to consume {ORDERS_QUEUE}")
+        wait_until(ready, timeout=30, what=f"worker {process.pid} to consume {ORDERS_QUEUE} (or relay)")
         return handle
 
     yield start

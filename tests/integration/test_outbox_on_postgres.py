@@ -166,3 +166,19 @@ def test_a_refused_export_is_a_delivery_dead_letter_with_the_orders_keys_and_dlq
         lambda: database.scalar("SELECT status FROM dead_letters WHERE id = %s", row["id"]) == "resolved",
         what="the dead letter resolved once delivered",
     )
+
+
+def test_a_worker_without_its_relay_records_deliveries_that_a_relay_only_process_sends(
+    worker: StartWorker, apply_event: ApplyEvent, database: Database, fake_erp: FakeErp, wait_for: WaitFor
+) -> None:
+    worker("--no-relay")
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+
+    apply_event("order.created", order_v2("ORD-8500", [("MUG-BLUE", 1)]), version=2, deliveries=False)
+    time.sleep(1.5)
+    assert fake_erp.requests == [], "a worker started with --no-relay sends nothing"
+    assert [row["status"] for row in database.rows("SELECT status FROM deliveries WHERE system = 'erp'")] == ["pending"]
+
+    worker("--relay-only")
+
+    wait_for(lambda: fake_erp.exports() == ["order-export:ORD-8500"], what="the relay-only process sent it")
