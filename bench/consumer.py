@@ -168,13 +168,13 @@ def _apply_for(handler: str) -> Callable[..., object]:
 
 
 def fleet(spec: dict[str, Any], meter: Meter) -> None:
-    """flowfleet's own worker, assembled as workers.cli.worker does, with the spec's flow and handler."""
+    """flowfleet's own worker, assembled as workers.cli.worker_process does, with the spec's flow and handler."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     import dramatiq
     from pydantic import SecretStr
 
     import workers.runtime.pipeline
-    from workers.cli.worker import declare_topology
+    from workers.cli.worker_process import declare_topology
     from workers.delivery.fake import FakeDownstream
     from workers.fleet import Fleet, middleware, register_actors, topology
     from workers.flows import orders

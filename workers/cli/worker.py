@@ -1,157 +1,35 @@
-"""`flowfleet worker`: migrate, declare the topology, then run the flows' actors, the delivery relay and the drain.
-
-`--relay-only` runs the relay alone (to size it apart from the flows), `--no-relay` the flows without it.
-"""
+"""`flowfleet worker`: its arguments; the process itself is in workers.cli.worker_process, imported only to run."""
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
-from types import FrameType
+import argparse
 
-import pika
-from dramatiq import Worker
-from sqlalchemy import Engine
-
-from workers.deadletters.drain import ArchiveDrain
-from workers.delivery.http import HttpDownstream
-from workers.fleet import (
-    Fleet,
-    http_downstream,
-    middleware,
-    register_actors,
-    topology,
-)
-from workers.fleet import relay as build_relay
-from workers.flows import FLOWS
-from workers.messaging.broker import FleetBroker
-from workers.messaging.topology import Topology, apply, connection_parameters
-from workers.observability.logs import configure_logging
-from workers.observability.metrics import Outcomes
-from workers.observability.metrics_endpoint import serve_worker_metrics
-from workers.observability.scrubbing import secret_values
-from workers.observability.sentry import init_sentry
-from workers.settings import ConfigurationError, Settings, redact_url
-from workers.store.db import make_engine, migrate
-
-logger = logging.getLogger("flowfleet.worker")
+from workers.cli.command import Subparsers, runs
+from workers.settings import Settings
 
 
-def run_worker(  # one keyword per command-line switch
-    settings: Settings,
-    *,
-    flows: list[str] | None,
-    threads: int | None,
-    drain: bool,
-    relay: bool = True,
-    relay_only: bool = False,
-) -> int:
-    """Run until SIGTERM or SIGINT; finish in-flight messages and requests, then exit 0."""
-    configure_logging(json=settings.log_format == "json", level=settings.log_level, secrets=secret_values(settings))
-    init_sentry(settings)  # before any broker exists: its Dramatiq integration hooks Broker.__init__
-    chosen = tuple(f for f in FLOWS if not flows or f.name in flows)
-    unknown = set(flows or ()) - {f.name for f in FLOWS}
-    if unknown:
-        raise ConfigurationError(f"unknown flow(s): {', '.join(sorted(unknown))}")
-    downstream = http_downstream(settings, chosen)
-    broker_url = settings.broker_url.get_secret_value()
-    engine = make_engine(settings.database_url.get_secret_value())
-    migrate(engine)
-    if relay_only:
-        return _run_relay_only(settings, engine, downstream)
-    plan = topology(settings, chosen)
-    declare_topology(settings, plan)
-    outcomes = Outcomes()
-    broker = FleetBroker(broker_url, middleware=middleware(settings, outcomes))
-    fleet = Fleet(
-        settings=settings,
-        broker=broker,
-        engine=engine,
-        downstream=downstream,
-        outcomes=outcomes,
-        flows=chosen,
+def register(sub: Subparsers) -> None:
+    worker = runs(
+        sub.add_parser("worker", help="run the flows' actors, the delivery relay and the dead-letter drain"), run
     )
-    register_actors(fleet)
-    sender = build_relay(settings, engine, downstream, fleet.wakeup) if relay else None
-    worker = Worker(broker, worker_threads=threads or settings.worker_threads, worker_timeout=1000)
-    worker.queue_prefetch = settings.prefetch
-    worker.delay_prefetch = max(settings.prefetch, 1000)
-    archive_drain = (
-        ArchiveDrain(
-            connection_parameters(broker_url),
-            fleet.dead_letter_queues(),
-            engine,
-            plan.delivery_limits(),
-        )
-        if drain
-        else None
+    worker.add_argument("--flow", action="append", help="only these flows (repeatable); default all")
+    worker.add_argument("--threads", type=int, help="worker threads (default FLOWFLEET_WORKER_THREADS)")
+    worker.add_argument("--no-drain", action="store_true", help="do not drain dead-letter queues into the archive")
+    relaying = worker.add_mutually_exclusive_group()
+    relaying.add_argument("--no-relay", action="store_true", help="do not send the outbox's deliveries")
+    relaying.add_argument(
+        "--relay-only", action="store_true", help="only send the outbox's deliveries (no flows, no drain): for sizing"
     )
 
-    stopping = _stop_on_signals()
-    logger.info(
-        "worker starting: flows=%s broker=%s threads=%d prefetch=%d relay=%s",
-        ",".join(f.name for f in chosen),
-        redact_url(broker_url),
-        worker.worker_threads,
-        settings.prefetch,
-        "on" if sender else "off",
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.cli.worker_process import run_worker  # noqa: PLC0415  # keeps the CLI's start-up light
+
+    return run_worker(
+        settings,
+        flows=args.flow,
+        threads=args.threads,
+        drain=not args.no_drain,
+        relay=not args.no_relay,
+        relay_only=args.relay_only,
     )
-    metrics = serve_worker_metrics(settings.metrics_port)
-    worker.start()
-    if sender is not None:
-        sender.start()
-    if archive_drain is not None:
-        archive_drain.start()
-    stopping.wait()
-    worker.stop()
-    if sender is not None:
-        sender.stop()
-    if archive_drain is not None:
-        archive_drain.stop()
-        archive_drain.join(timeout=10)
-    broker.close()
-    metrics.close()
-    for adapter in downstream.values():
-        adapter.close()
-    engine.dispose()
-    logger.info("worker stopped")
-    return 0
-
-
-def _run_relay_only(settings: Settings, engine: Engine, downstream: dict[str, HttpDownstream]) -> int:
-    """Only the relay: it sends what any worker recorded, found by its periodic sweep."""
-    stopping = _stop_on_signals()
-    sender = build_relay(settings, engine, downstream)
-    logger.info("relay starting: systems=%s", ",".join(sorted(downstream)))
-    metrics = serve_worker_metrics(settings.metrics_port)
-    sender.start()
-    stopping.wait()
-    sender.stop()
-    metrics.close()
-    for adapter in downstream.values():
-        adapter.close()
-    engine.dispose()
-    logger.info("relay stopped")
-    return 0
-
-
-def _stop_on_signals() -> threading.Event:
-    stopping = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received signal %d; finishing in-flight work", signum)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stopping
-
-
-def declare_topology(settings: Settings, plan: Topology) -> None:
-    """Declare exchange, queues and bindings before consuming: a missing queue must never swallow messages."""
-    connection = pika.BlockingConnection(connection_parameters(settings.broker_url.get_secret_value()))
-    try:
-        apply(connection.channel(), plan)
-    finally:
-        connection.close()

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import pika
 import pika.exceptions
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -16,8 +16,7 @@ from workers.messaging.dead_letters import archive_record, unreadable_record
 from workers.messaging.ingress import json_safe_headers
 from workers.messaging.memory_broker import MemoryBroker
 from workers.observability.metrics import replays_total
-from workers.store.archive.records import archive
-from workers.store.tables import dead_letters
+from workers.store.archive.records import archive, is_linked_copy
 
 logger = logging.getLogger("flowfleet.drain")
 
@@ -45,7 +44,7 @@ def store(
     try:
         with engine.begin() as connection:
             new_id = archive(connection, record)
-            linked = new_id is not None and record["replay_of"] is not None and _is_linked(connection, new_id)
+            linked = new_id is not None and record["replay_of"] is not None and is_linked_copy(connection, new_id)
     except DATABASE_UNAVAILABLE:
         raise
     except Exception as error:
@@ -57,11 +56,6 @@ def store(
     if linked:
         replays_total.labels(flow, "failed_again").inc()
     return new_id
-
-
-def _is_linked(connection: Connection, dead_letter_id: int) -> bool:
-    query = select(dead_letters.c.replay_of).where(dead_letters.c.id == dead_letter_id)
-    return connection.execute(query).scalar() is not None
 
 
 class ArchiveDrain(threading.Thread):

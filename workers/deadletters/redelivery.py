@@ -14,9 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from workers.deadletters.json_patch import PatchError, apply_patch
+from workers.deadletters.repair import PatchError, apply_patch
 from workers.store.archive import actions as ops
+from workers.store.archive.moves import change_status
 from workers.store.archive.records import DeadLetterFilter, matching_ids
+from workers.store.archive.status import OPEN, REPLAYED
 from workers.store.outbox.dead_letters import STAGE
 
 __all__ = [
@@ -136,11 +138,11 @@ def hold_restored(connection: Connection, ids: list[int]) -> int:
 def _replayed(
     connection: Connection, dead_letter_id: int, *, actor: str, reason: str, action_id: int, event: str
 ) -> bool:
-    moved = ops.change_status(
+    moved = change_status(
         connection,
         [dead_letter_id],
-        from_status="open",
-        to_status="replayed",
+        from_status=OPEN,
+        to_status=REPLAYED,
         actor=actor,
         reason=reason,
         action_id=action_id,

@@ -1,6 +1,8 @@
 """Edit-and-replay: a JSON Patch on a dead letter's `data`, checked against its contract before anything is sent.
 
 Why it is built this way:
+- The patch is RFC 6902 JSON Patch, all six operations, applied by the `jsonpatch` library to a copy
+  of `data`, one operation at a time so that a refusal names the operation that failed.
 - Only `data` is patched; every other envelope field (message_id, contract, version, occurred_at,
   producer, correlation_id) is copied from the original document, so the event's identity cannot be
   edited by construction.
@@ -20,12 +22,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import jsonpatch
+import jsonpointer
 from pydantic import TypeAdapter
 
 from contracts.envelope import decode_envelope
 from contracts.errors import RejectedMessage
 from contracts.registry import Contract, ContractRegistry
-from workers.deadletters.json_patch import PatchError, apply_patch
+
+
+class PatchError(ValueError):
+    """The patch is malformed, or one of its operations cannot apply to this document."""
 
 
 class RepairRefused(Exception):
@@ -87,6 +94,23 @@ def repair(record: Mapping[str, Any], patch: Any, registry: ContractRegistry) ->
     identity = (again.message_id, again.contract, again.version, again.occurred_at)
     assert identity == (envelope.message_id, envelope.contract, envelope.version, envelope.occurred_at)
     return Repaired(new_body, data, envelope.contract, envelope.version, parsed.dedup_key)
+
+
+def apply_patch(document: Any, patch: Any) -> Any:
+    """`document` with every operation of the JSON Patch applied in order (a copy), or PatchError naming the
+    first operation that does not apply. The input is never changed."""
+    if not isinstance(patch, list):
+        raise PatchError("a JSON Patch is a JSON array of operations")
+    result = document
+    for number, operation in enumerate(patch, start=1):
+        where = f"operation {number}"
+        if isinstance(operation, dict):
+            where += f" ({operation.get('op')} {operation.get('path') or '/'})"
+        try:
+            result = jsonpatch.JsonPatch([operation]).apply(result)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError) as error:
+            raise PatchError(f"{where}: {error}") from None
+    return result
 
 
 def _contract(registry: ContractRegistry, name: str, flow: str) -> Contract:

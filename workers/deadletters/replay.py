@@ -4,7 +4,7 @@ Why it works this way:
 - The set is frozen when the replay starts: the operator's filter plus a cutoff time (archived at or
   before it), both stored with the action. Dead letters that arrive while it runs are not replayed;
   the report counts them ("arrived since"), apart from the replay's own re-failures.
-- Records are claimed one at a time (workers.store.archive.actions: open -> replayed, committed) right
+- Records are claimed one at a time (workers.store.archive.replays: open -> replayed, committed) right
   before their copy is published, so two operators replaying one group each send a disjoint part of
   it, and a crash leaves at most one message "in doubt" (claimed, confirm not recorded).
 - The copy is the original body (a repair's edited one) with the original headers, published to the
@@ -20,6 +20,10 @@ Why it works this way:
 - The runner beats a heartbeat each second: `--resume` takes over an action only when it is stopped,
   interrupted, or silent (its process died), and resends an in-doubt message only if no outcome for
   it arrives within the wait; the dedup key keeps even that resend to one effect.
+
+Over 300 lines on purpose: it is one class whose steps (claim, send, pace, canary, stop, resume) share
+one run's state and read top to bottom; its options and report are in workers.deadletters.report, the
+copy's routing and headers in workers.deadletters.copies, and its SQL in workers.store.archive.
 """
 
 from __future__ import annotations
@@ -28,23 +32,47 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from contracts.errors import RejectedMessage
 from contracts.registry import ContractRegistry
+from workers.deadletters.copies import copy_headers, route
+from workers.deadletters.report import Progress, ReplayOptions, ReplayReport
 from workers.messaging.replay_headers import ReplayMark
-from workers.messaging.topology import DEAD_LETTER_SUFFIX
-from workers.store.archive import actions as ops
+from workers.store.archive.actions import (
+    FINISHED,
+    INTERRUPTED,
+    REPAIR,
+    REPLAY,
+    RUNNING,
+    STOPPED,
+    create_action,
+    finish_action,
+    get_action,
+    heartbeat,
+    take_over,
+    update_counts,
+    update_options,
+)
+from workers.store.archive.audit import audit, now
+from workers.store.archive.outcomes import APPLIED, DUPLICATE, PENDING
 from workers.store.archive.records import DeadLetterFilter, count_dead_letters, matching_ids
-from workers.store.tables import dead_letters
+from workers.store.archive.replays import (
+    claim_for_replay,
+    copy_source,
+    first_outcomes,
+    in_doubt,
+    mark_not_published,
+    mark_published,
+    outcome_counts,
+    refailures,
+    replay_row,
+)
+from workers.store.archive.status import OPEN
 
-#: Headers the broker or flowfleet set on a delivery: a replayed copy starts without them.
-_DELIVERY_HEADERS = ("x-death", "x-delivery-count")
-_DELIVERY_PREFIXES = ("x-flowfleet-", "x-first-death-", "x-last-death-")
 #: Publishes refused in a row after which the replay stops as interrupted (the broker is down).
 MAX_REFUSED_IN_A_ROW = 3
 #: Longest single sleep, so interrupts and heartbeats are noticed quickly.
@@ -69,93 +97,6 @@ class _TakenOver(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class ReplayOptions:
-    """How fast, how carefully, and how long to wait for outcomes."""
-
-    #: Messages per second; None sends as fast as claims and confirms allow.
-    rate: float | None = None
-    #: Send this many first, wait for their outcomes, and go on only if they were applied.
-    canary: int = 0
-    canary_wait: float = 60.0
-    #: After the last send, wait this long for outcomes (and, on resume, for in-doubt ones).
-    wait: float = 10.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"rate": self.rate, "canary": self.canary, "canary_wait": self.canary_wait, "wait": self.wait}
-
-    @classmethod
-    def from_json(cls, values: Mapping[str, Any]) -> ReplayOptions:
-        return cls(
-            rate=values.get("rate"),
-            canary=int(values.get("canary") or 0),
-            canary_wait=float(values.get("canary_wait", 60.0)),
-            wait=float(values.get("wait", 10.0)),
-        )
-
-
-@dataclass(frozen=True)
-class Progress:
-    action_id: int
-    sent: int
-    total: int
-    taken: int
-
-
-@dataclass
-class ReplayReport:
-    """What one run (start or resume) of a replay did, and the action's outcomes so far."""
-
-    action_id: int
-    kind: str
-    status: str = ops.RUNNING
-    note: str | None = None
-    #: Records in the frozen set still to do when this run began (in doubt included).
-    selected: int = 0
-    #: Copies the broker confirmed in this run, resent ones included.
-    sent: int = 0
-    #: In-doubt messages (claimed, confirm never recorded, no outcome) sent again.
-    resent: int = 0
-    #: Records another action claimed first, or that were no longer open.
-    taken: list[int] = field(default_factory=list)
-    not_published: dict[int, str] = field(default_factory=dict)
-    outcomes: dict[str, int] = field(default_factory=dict)
-    failed_again: list[dict[str, Any]] = field(default_factory=list)
-    #: Dead letters matching the selection archived after the cutoff, not counting this replay's own.
-    arrived_since: int = 0
-    seconds: float = 0.0
-    #: Sends per second between the first and the last send of this run.
-    achieved_rate: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Finished, everything sent, nothing failed again."""
-        return (
-            self.status == ops.FINISHED
-            and not self.not_published
-            and not self.outcomes.get(ops.FAILED_AGAIN)
-            and not self.outcomes.get(ops.NOT_PUBLISHED)
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action_id": self.action_id,
-            "kind": self.kind,
-            "status": self.status,
-            "note": self.note,
-            "selected": self.selected,
-            "sent": self.sent,
-            "resent": self.resent,
-            "taken": self.taken,
-            "not_published": [{"dead_letter_id": k, "reason": v} for k, v in sorted(self.not_published.items())],
-            "outcomes": self.outcomes,
-            "failed_again": self.failed_again,
-            "arrived_since": self.arrived_since,
-            "seconds": round(self.seconds, 3),
-            "achieved_rate": None if self.achieved_rate is None else round(self.achieved_rate, 2),
-        }
-
-
 @dataclass
 class _Run:
     action_id: int
@@ -171,29 +112,6 @@ class _Run:
     last_send: float | None = None
     slots: int = 0
     refused_in_a_row: int = 0
-
-
-def route(record: Mapping[str, Any], registry: ContractRegistry, exchange: str) -> tuple[str, str]:
-    """(exchange, routing key) for a record's copy: its contract through the exchange when the contract
-    is known to its flow, else its flow's queue through the default exchange."""
-    contract = record.get("contract")
-    if contract:
-        try:
-            if registry.get(str(contract)).flow == record["flow"]:
-                return exchange, str(contract)
-        except RejectedMessage:
-            pass
-    return "", str(record["queue"]).removesuffix(DEAD_LETTER_SUFFIX)
-
-
-def copy_headers(original: Mapping[str, Any], mark: ReplayMark) -> dict[str, Any]:
-    """The original headers without the broker's and flowfleet's delivery bookkeeping, plus the replay mark."""
-    kept = {
-        key: value
-        for key, value in original.items()
-        if key not in _DELIVERY_HEADERS and not key.startswith(_DELIVERY_PREFIXES)
-    }
-    return kept | mark.headers()
 
 
 class Replayer:
@@ -237,13 +155,13 @@ class Replayer:
         actor: str,
         reason: str,
         options: ReplayOptions,
-        kind: str = ops.REPLAY,
+        kind: str = REPLAY,
         extra: Mapping[str, Any] | None = None,
     ) -> ReplayReport:
         """Freeze the set (filter + now as cutoff), record the action, and replay it."""
-        cutoff = ops.now()
+        cutoff = now()
         with self.engine.begin() as connection:
-            action_id = ops.create_action(
+            action_id = create_action(
                 connection,
                 kind=kind,
                 actor=actor,
@@ -253,7 +171,7 @@ class Replayer:
                 options=options.to_json() | dict(extra or {}),
                 owner=self.owner,
             )
-            action = ops.get_action(connection, action_id)
+            action = get_action(connection, action_id)
         assert action is not None
         return self._run(action, actor=actor)
 
@@ -262,22 +180,22 @@ class Replayer:
 
         `changes` (rate, wait) replace the options the replay started with, from now on.
         """
-        silent_since = ops.now() - timedelta(seconds=self.silent_after)
+        silent_since = now() - timedelta(seconds=self.silent_after)
         with self.engine.begin() as connection:
-            action = ops.take_over(connection, action_id, self.owner, silent_since=silent_since)
+            action = take_over(connection, action_id, self.owner, silent_since=silent_since)
             if action is None:
-                raise ReplayError(self._why_not_resumable(ops.get_action(connection, action_id), action_id))
+                raise ReplayError(self._why_not_resumable(get_action(connection, action_id), action_id))
             if changes:
                 action["options"] = dict(action["options"]) | dict(changes)
-                ops.update_options(connection, action_id, action["options"])
+                update_options(connection, action_id, action["options"])
         return self._run(action, actor=actor)
 
     def _why_not_resumable(self, action: dict[str, Any] | None, action_id: int) -> str:
         if action is None:
             return f"there is no action #{action_id}"
-        if action["kind"] not in (ops.REPLAY, ops.REPAIR):
+        if action["kind"] not in (REPLAY, REPAIR):
             return f"action #{action_id} is a {action['kind']}, not a replay"
-        if action["status"] == ops.RUNNING:
+        if action["status"] == RUNNING:
             return (
                 f"replay #{action_id} is still running in another process (it said so within the last "
                 f"{self.silent_after:.0f} s); if that process is gone, try again in a few seconds"
@@ -297,31 +215,31 @@ class Replayer:
             actor=actor,
             reason=action["reason"],
             report=ReplayReport(action_id, kind),
-            started_at=ops.now(),
+            started_at=now(),
             body=None if body is None else str(body).encode("utf-8"),
             canary_passed=bool((action["counts"] or {}).get("canary_passed")),
         )
         where = DeadLetterFilter.from_json(action["selection"])
-        frozen = replace(where, status="open", archived_until=action["cutoff"])
+        frozen = replace(where, status=OPEN, archived_until=action["cutoff"])
         began = self.clock()
         self._last_beat, self._current_action = began, action_id
         with self.engine.connect() as connection:
-            doubtful = ops.in_doubt(connection, action_id)
+            doubtful = in_doubt(connection, action_id)
             candidates = matching_ids(connection, frozen)
         run.report.selected = len(doubtful) + len(candidates)
-        status, note = ops.FINISHED, None
+        status, note = FINISHED, None
         try:
             note = self._settle_doubt(run, doubtful) or self._send_all(run, candidates) or self._wait_for_outcomes(run)
-            status = ops.STOPPED if note else ops.FINISHED
+            status = STOPPED if note else FINISHED
         except _Interrupted as interrupted:
-            status = ops.INTERRUPTED
+            status = INTERRUPTED
             note = str(interrupted) or (
                 f"interrupted by the operator; resume with `flowfleet dlq replay --resume {action_id}`"
             )
         except _TakenOver:
             run.report.status, run.report.note = "taken_over", "another process took this replay over; it reports on it"
             return self._fill(run, where, action, began, finish=False)
-        if status == ops.STOPPED and note:
+        if status == STOPPED and note:
             note += f"; after fixing the cause, resume with `flowfleet dlq replay --resume {action_id}`"
         run.report.status, run.report.note = status, note
         return self._fill(run, where, action, began, finish=True)
@@ -331,8 +249,8 @@ class Replayer:
     ) -> ReplayReport:
         report = run.report
         with self.engine.begin() as connection:
-            report.outcomes = ops.outcome_counts(connection, run.action_id)
-            report.failed_again = ops.refailures(connection, run.action_id)
+            report.outcomes = outcome_counts(connection, run.action_id)
+            report.failed_again = refailures(connection, run.action_id)
             after = replace(where, status=None, archived_after=action["cutoff"], not_from_action=run.action_id)
             report.arrived_since = count_dead_letters(connection, after)
             if finish:
@@ -346,7 +264,7 @@ class Replayer:
                     "canary_passed": run.canary_passed,
                     "runs": int(earlier.get("runs", 0)) + 1,
                 }
-                ops.finish_action(
+                finish_action(
                     connection, run.action_id, self.owner, status=report.status, counts=counts, note=report.note
                 )
         report.seconds = self.clock() - began
@@ -363,9 +281,7 @@ class Replayer:
         while waiting and self.clock() < deadline:
             with self.engine.connect() as connection:
                 waiting = [
-                    i
-                    for i in waiting
-                    if (ops.replay_row(connection, run.action_id, i) or {}).get("outcome") == ops.PENDING
+                    i for i in waiting if (replay_row(connection, run.action_id, i) or {}).get("outcome") == PENDING
                 ]
             if waiting:
                 self._pause(TICK_SECONDS)
@@ -391,25 +307,13 @@ class Replayer:
     def _send(self, run: _Run, dead_letter_id: int, *, claim: bool) -> bool:
         """Claim (unless in doubt already), publish confirmed, record; True when the broker took it."""
         with self.engine.connect() as connection:
-            record = dict(
-                connection.execute(
-                    select(
-                        dead_letters.c.flow,
-                        dead_letters.c.queue,
-                        dead_letters.c.contract,
-                        dead_letters.c.body,
-                        dead_letters.c.headers,
-                    ).where(dead_letters.c.id == dead_letter_id)
-                )
-                .mappings()
-                .one()
-            )
+            record = copy_source(connection, dead_letter_id)
         exchange, routing_key = route(record, self.registry, self.exchange)
         detail = {"kind": run.kind, "exchange": exchange or "(default)", "routing_key": routing_key}
         with self.engine.begin() as connection:
             if not claim:
-                ops.audit(connection, dead_letter_id, run.actor, "replay-resent", reason=run.reason, detail=detail)
-            elif not ops.claim_for_replay(
+                audit(connection, dead_letter_id, run.actor, "replay-resent", reason=run.reason, detail=detail)
+            elif not claim_for_replay(
                 connection,
                 action_id=run.action_id,
                 dead_letter_id=dead_letter_id,
@@ -427,7 +331,7 @@ class Replayer:
         except Exception as error:  # any refusal: the record is open again and the report names it
             why = f"{type(error).__name__}: {error}"[:500]
             with self.engine.begin() as connection:
-                ops.mark_not_published(
+                mark_not_published(
                     connection, action_id=run.action_id, dead_letter_id=dead_letter_id, actor=run.actor, why=why
                 )
             run.report.not_published[dead_letter_id] = why
@@ -443,7 +347,7 @@ class Replayer:
         run.last_send = sent_at
         run.refused_in_a_row = 0
         with self.engine.begin() as connection:
-            ops.mark_published(connection, action_id=run.action_id, dead_letter_id=dead_letter_id)
+            mark_published(connection, action_id=run.action_id, dead_letter_id=dead_letter_id)
         run.report.sent += 1
         if self.progress is not None:
             self.progress(Progress(run.action_id, run.report.sent, run.report.selected, len(run.report.taken)))
@@ -453,9 +357,7 @@ class Replayer:
         """A copy failed again with its original's fingerprint since this run began: stop sending."""
         self._tick()
         with self.engine.connect() as connection:
-            again = [
-                f for f in ops.refailures(connection, run.action_id, since=run.started_at) if f["same_fingerprint"]
-            ]
+            again = [f for f in refailures(connection, run.action_id, since=run.started_at) if f["same_fingerprint"]]
         if not again:
             return None
         first = again[0]
@@ -467,17 +369,17 @@ class Replayer:
     def _canary_gate(self, run: _Run) -> str | None:
         """Once the canary is out, wait for its outcomes; go on only if every one was applied (or already was)."""
         with self.engine.connect() as connection:
-            published = ops.outcome_counts(connection, run.action_id)["published"]
+            published = outcome_counts(connection, run.action_id)["published"]
         if published < run.options.canary:
             return None
         deadline = self.clock() + run.options.canary_wait
         while True:
             with self.engine.connect() as connection:
-                outcomes = ops.first_outcomes(connection, run.action_id, run.options.canary)
-            failed = [o for o in outcomes if o not in (ops.PENDING, ops.APPLIED, ops.DUPLICATE)]
+                outcomes = first_outcomes(connection, run.action_id, run.options.canary)
+            failed = [o for o in outcomes if o not in (PENDING, APPLIED, DUPLICATE)]
             if failed:
                 return f"stopped: the canary of {run.options.canary} did not pass ({', '.join(sorted(set(failed)))})"
-            if len(outcomes) == run.options.canary and ops.PENDING not in outcomes:
+            if len(outcomes) == run.options.canary and PENDING not in outcomes:
                 run.canary_passed = True
                 self._save_canary(run)
                 return None
@@ -491,14 +393,14 @@ class Replayer:
     def _save_canary(self, run: _Run) -> None:
         """Remember the canary passed, so a resume does not hold the rest back again."""
         with self.engine.begin() as connection:
-            ops.update_counts(connection, run.action_id, canary_passed=True)
+            update_counts(connection, run.action_id, canary_passed=True)
 
     def _wait_for_outcomes(self, run: _Run) -> str | None:
         """After the last send: wait (up to options.wait) until every published copy has its outcome."""
         deadline = self.clock() + run.options.wait
         while self.clock() < deadline:
             with self.engine.connect() as connection:
-                pending = ops.outcome_counts(connection, run.action_id)[ops.PENDING]
+                pending = outcome_counts(connection, run.action_id)[PENDING]
             if not pending:
                 break
             self._pause(TICK_SECONDS)
@@ -533,6 +435,6 @@ class Replayer:
         if action_id is None:
             return
         with self.engine.begin() as connection:
-            alive = ops.heartbeat(connection, action_id, self.owner)
+            alive = heartbeat(connection, action_id, self.owner)
         if not alive:
             raise _TakenOver()

@@ -25,7 +25,7 @@ from workers.flows.flow import Flow
 from workers.messaging.ingress import decode_body
 from workers.messaging.replay_headers import ReplayMark
 from workers.observability.metrics import Outcomes, replays_total
-from workers.store.archive.actions import APPLIED, DUPLICATE, record_replay_outcome
+from workers.store.archive.outcomes import APPLIED, DUPLICATE, record_replay_outcome
 from workers.store.dedup import claim, was_applied
 from workers.store.outbox.recorder import Cause, OutboxRecorder
 

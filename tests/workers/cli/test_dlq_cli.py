@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from tests.support.envelopes import envelope, order_v2
 from tests.support.faults import PortFaults
 from tests.support.fleet_run import Cli, FleetRun
-from workers.cli import dlq as dlq_commands
+from workers.cli.dlq import replay as dlq_replay
 from workers.store.tables import dead_letter_actions, dead_letters
 
 SECRET = "ana.secret@example.com"
@@ -58,7 +58,7 @@ def published(fleet: FleetRun, monkeypatch: pytest.MonkeyPatch) -> list[tuple[st
             sent.append((exchange, routing_key))
             fleet.settle()
 
-    monkeypatch.setattr(dlq_commands, "open_publisher", lambda _settings: (IntoTheFleet(), lambda: None))
+    monkeypatch.setattr(dlq_replay, "open_publisher", lambda _settings: (IntoTheFleet(), lambda: None))
     return sent
 
 
@@ -263,7 +263,7 @@ def test_sigterm_stops_a_replay_after_the_message_in_hand_and_it_resumes_from_th
             if len(sent) == 1:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(dlq_commands, "open_publisher", lambda _settings: (TerminatedAfterTheFirst(), lambda: None))
+    monkeypatch.setattr(dlq_replay, "open_publisher", lambda _settings: (TerminatedAfterTheFirst(), lambda: None))
     previous = signal.getsignal(signal.SIGTERM)
 
     stopped = cli("dlq", "replay", *map(str, ids), "--reason", REASON, "--wait", "0", "--json")

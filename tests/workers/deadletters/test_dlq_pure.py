@@ -11,11 +11,10 @@ import pytest
 from contracts.published import REGISTRY
 from handlers.errors import PermanentError
 from tests.support.envelopes import envelope, order_v1, order_v2
-from workers.cli.commands import CommandError
-from workers.cli.dlq import parse_moment
-from workers.deadletters.json_patch import PatchError, apply_patch, json_equal
-from workers.deadletters.repair import RepairRefused, lenient_dedup_key, repair
-from workers.deadletters.replay import copy_headers, route
+from workers.cli.command import CommandError
+from workers.cli.dlq.arguments import parse_moment
+from workers.deadletters.copies import copy_headers, route
+from workers.deadletters.repair import PatchError, RepairRefused, apply_patch, lenient_dedup_key, repair
 from workers.failures import classify
 from workers.messaging.dead_letters import archive_record, dead_letter_headers, dead_letter_id, search_keys
 from workers.messaging.replay_headers import REPLAY_ACTION_HEADER, REPLAY_OF_HEADER, ReplayMark
@@ -49,18 +48,19 @@ def test_replace_add_remove_and_test_apply_in_order_to_a_copy() -> None:
     ("patch", "words"),
     [
         ({"op": "replace"}, "JSON array"),
-        ([{"op": "move", "path": "/x", "from": "/y"}], "not supported"),
-        ([{"op": "replace", "path": "/nope", "value": 1}], "no member 'nope'"),
-        ([{"op": "replace", "path": "/lines/5/quantity", "value": 1}], "out of range"),
-        ([{"op": "remove", "path": "/lines/01"}], "not an array index"),
-        ([{"op": "test", "path": "/lines/0/quantity", "value": 3}], "not the one the test expects"),
-        ([{"op": "add", "path": "order_id", "value": 1}], "starts with '/'"),
-        ([{"op": "add", "path": "/x"}], "needs a `value`"),
+        ([{"op": "rename", "path": "/x", "from": "/y"}], "operation 1 (rename /x): Unknown operation 'rename'"),
+        ([{"op": "replace", "path": "/nope", "value": 1}], "operation 1 (replace /nope): .*non-existent object 'nope'"),
+        ([{"op": "replace", "path": "/lines/5/quantity", "value": 1}], "out of bounds"),
+        ([{"op": "remove", "path": "/lines/01"}], "not a valid sequence index"),
+        ([{"op": "test", "path": "/lines/0/quantity", "value": 3}], "not equal to tested value"),
+        ([{"op": "add", "path": "order_id", "value": 1}], "must start with /"),
+        ([{"op": "add", "path": "/x"}], "does not contain a 'value' member"),
         ([{"op": "remove", "path": ""}], "whole document"),
+        ([{"op": "move", "path": "/x", "from": "/nope"}], "operation 1 (move /x)"),
     ],
 )
 def test_a_patch_that_cannot_apply_is_refused_naming_the_operation(patch: Any, words: str) -> None:
-    with pytest.raises(PatchError, match=words.replace("(", r"\(")):
+    with pytest.raises(PatchError, match=words.replace("(", r"\(").replace(")", r"\)")):
         apply_patch(DATA, patch)
 
 
@@ -72,11 +72,32 @@ def test_a_failed_test_operation_leaves_nothing_applied() -> None:
     assert DATA["order_id"] == "ORD-1"
 
 
-def test_json_equality_tells_true_from_one_but_not_one_from_one_point_zero() -> None:
-    assert json_equal(1, 1.0)
-    assert not json_equal(True, 1)
-    assert json_equal({"a": [1, "x"]}, {"a": [1.0, "x"]})
-    assert not json_equal({"a": 1}, {"a": 1, "b": 2})
+def test_a_test_operation_tells_true_from_one_but_not_one_from_one_point_zero() -> None:
+    def passes(document: Any, value: Any) -> bool:
+        try:
+            apply_patch({"x": document}, [{"op": "test", "path": "/x", "value": value}])
+        except PatchError:
+            return False
+        return True
+
+    assert passes(1, 1.0)
+    assert not passes(True, 1)
+    assert passes({"a": [1, "x"]}, {"a": [1.0, "x"]})
+    assert not passes({"a": 1}, {"a": 1, "b": 2})
+
+
+def test_move_and_copy_apply_to_a_copy() -> None:
+    patch = [
+        {"op": "copy", "from": "/lines/0", "path": "/lines/-"},
+        {"op": "move", "from": "/a~1b", "path": "/moved"},
+    ]
+
+    patched = apply_patch(DATA, patch)
+
+    assert patched["lines"] == [{"sku": "A", "quantity": -3}, {"sku": "A", "quantity": -3}]
+    assert patched["moved"] == 1 and "a/b" not in patched
+    assert patched["lines"][1] is not patched["lines"][0], "a copy is a value, not a shared reference"
+    assert DATA == {"order_id": "ORD-1", "lines": [{"sku": "A", "quantity": -3}], "a/b": 1, "m~n": 2}
 
 
 # -- the replay mark and the archive key -----------------------------------------------------------
@@ -241,6 +262,34 @@ def test_a_repair_may_not_change_the_dedup_key_even_of_data_that_never_validated
         repair(_record(_negative_quantity()), patch, REGISTRY)
     with pytest.raises(RepairRefused, match="dedup key"):
         repair(_record(envelope(order_v2("ORD-7")), dedup_key="ORD-7"), patch[1:], REGISTRY)
+
+
+def test_a_repair_by_copy_fixes_the_data_and_keeps_the_envelope_identity_and_the_dedup_key() -> None:
+    data = order_v2("ORD-7", (("TEE-RED-M", 2), ("MUG-BLUE", 1)))
+    data["lines"][0]["quantity"] = -3
+    body = envelope(data, message_id="m-7")
+    patch = [{"op": "copy", "from": "/lines/1/quantity", "path": "/lines/0/quantity"}]
+
+    repaired = repair(_record(body), patch, REGISTRY)
+
+    before, after = json.loads(body), json.loads(repaired.body)
+    assert [line["quantity"] for line in after["data"]["lines"]] == [1, 1]
+    assert {k: v for k, v in after.items() if k != "data"} == {k: v for k, v in before.items() if k != "data"}
+    assert repaired.dedup_key == "ORD-7"
+
+
+def test_a_repair_by_move_may_not_change_the_dedup_key_nor_break_the_contract() -> None:
+    data = order_v2("ORD-7")
+    data["lines"][0]["quantity"] = -3
+    data["spare_id"] = "ORD-8"
+    body = envelope(data, message_id="m-7")
+    fix = {"op": "replace", "path": "/lines/0/quantity", "value": 2}
+
+    with pytest.raises(RepairRefused, match="changes the dedup key from 'ORD-7' to 'ORD-8'"):
+        repair(_record(body), [fix, {"op": "move", "from": "/spare_id", "path": "/order_id"}], REGISTRY)
+    with pytest.raises(RepairRefused, match="breaks the contract") as refused:
+        repair(_record(body), [fix, {"op": "move", "from": "/order_id", "path": "/spare_id"}], REGISTRY)
+    assert "data.order_id" in refused.value.field_paths
 
 
 def test_a_repair_cannot_set_a_dedup_key_the_original_did_not_have() -> None:

@@ -16,10 +16,11 @@ from contracts.published import REGISTRY
 from tests.support.envelopes import envelope, message_id_of, order_v2
 from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRun
-from workers.deadletters.replay import MAX_REFUSED_IN_A_ROW, Replayer, ReplayError, ReplayOptions
+from workers.deadletters.replay import MAX_REFUSED_IN_A_ROW, Replayer, ReplayError
+from workers.deadletters.report import ReplayOptions
 from workers.delivery.fake import FakeDownstream
 from workers.messaging.replay_headers import ReplayMark
-from workers.store.archive import actions as ops
+from workers.store.archive import actions, outcomes
 from workers.store.archive.records import DeadLetterFilter
 from workers.store.tables import dead_letter_actions, dead_letter_replays, dead_letters
 
@@ -122,9 +123,9 @@ def test_a_replayed_group_is_applied_once_each_and_every_record_is_resolved_with
 
     report = replayer(fleet, publisher).start(group_of(records), actor="ana", reason=REASON, options=NO_WAIT)
 
-    assert report.status == ops.FINISHED and report.ok, report
+    assert report.status == actions.FINISHED and report.ok, report
     assert (report.selected, report.sent) == (3, 3)
-    assert report.outcomes[ops.APPLIED] == 3
+    assert report.outcomes[outcomes.APPLIED] == 3
     assert exports(erp) == {f"order-export:ORD-{n}": 1 for n in (1, 2, 3)}
     assert set(fleet.orders()) == {"ORD-1", "ORD-2", "ORD-3"}
     assert all(statuses(fleet)[r["id"]] == "resolved" for r in records)
@@ -132,7 +133,7 @@ def test_a_replayed_group_is_applied_once_each_and_every_record_is_resolved_with
     [shown] = [r for r in fleet.dead_letters() if r["id"] == records[0]["id"]]
     assert [e["action"] for e in shown["history"]] == ["archived", "replayed", "replay-applied"]
     assert shown["history"][1]["actor"] == "ana" and shown["history"][1]["reason"] == REASON
-    assert [(r["actor"], r["outcome"]) for r in shown["replays"]] == [("ana", ops.APPLIED)]
+    assert [(r["actor"], r["outcome"]) for r in shown["replays"]] == [("ana", outcomes.APPLIED)]
 
 
 def test_a_body_no_contract_can_route_goes_back_to_its_flow_queue_and_its_re_failure_is_linked(
@@ -161,7 +162,7 @@ def test_a_copy_of_an_event_applied_meanwhile_is_a_duplicate_with_no_second_effe
         DeadLetterFilter(ids=(record["id"],)), actor="ana", reason=REASON, options=NO_WAIT
     )
 
-    assert report.outcomes[ops.DUPLICATE] == 1 and report.outcomes[ops.APPLIED] == 0
+    assert report.outcomes[outcomes.DUPLICATE] == 1 and report.outcomes[outcomes.APPLIED] == 0
     assert exports(erp) == {"order-export:ORD-10": 1}
     assert statuses(fleet)[record["id"]] == "resolved"
 
@@ -185,7 +186,9 @@ def test_a_re_failure_after_a_replay_is_a_new_record_linked_to_the_one_replayed(
     original = records[record["id"]]
     assert original["status"] == "replayed"
     assert original["replayed_as"] == [new["id"]]
-    assert [(r["outcome"], r["new_dead_letter_id"]) for r in original["replays"]] == [(ops.FAILED_AGAIN, new["id"])]
+    assert [(r["outcome"], r["new_dead_letter_id"]) for r in original["replays"]] == [
+        (outcomes.FAILED_AGAIN, new["id"])
+    ]
     assert original["history"][-1]["action"] == "replay-failed-again"
     assert [f["same_fingerprint"] for f in report.failed_again] == [True]
     assert not report.ok
@@ -237,7 +240,7 @@ def test_the_replay_stops_by_itself_when_a_copy_fails_again_with_its_originals_f
 
     report = replayer(fleet, publisher).start(group_of(records), actor="a", reason="r", options=NO_WAIT)
 
-    assert report.status == ops.STOPPED
+    assert report.status == actions.STOPPED
     assert "same fingerprint" in (report.note or "") and "--resume" in (report.note or "")
     assert report.sent == 1 and len(publisher.sent) == 1
     assert [statuses(fleet)[r["id"]] for r in records[1:]] == ["open", "open"], "the rest were not touched"
@@ -263,7 +266,7 @@ def test_a_slow_replay_notices_a_re_failure_that_came_in_while_it_waited_for_the
     )
 
     assert settled == [True]
-    assert report.status == ops.STOPPED and len(publisher.sent) == 1
+    assert report.status == actions.STOPPED and len(publisher.sent) == 1
 
 
 def test_a_copy_failing_again_for_another_reason_does_not_stop_the_replay_but_is_reported(
@@ -274,8 +277,8 @@ def test_a_copy_failing_again_for_another_reason_does_not_stop_the_replay_but_is
 
     report = replayer(fleet, Publisher(fleet)).start(group_of(records), actor="a", reason="r", options=NO_WAIT)
 
-    assert report.status == ops.FINISHED and report.sent == 2
-    assert report.outcomes[ops.APPLIED] == 1 and report.outcomes[ops.FAILED_AGAIN] == 1
+    assert report.status == actions.FINISHED and report.sent == 2
+    assert report.outcomes[outcomes.APPLIED] == 1 and report.outcomes[outcomes.FAILED_AGAIN] == 1
     [again] = report.failed_again
     assert not again["same_fingerprint"] and again["error_type"] == "TransientError"
 
@@ -289,7 +292,7 @@ def test_a_canary_that_is_applied_lets_the_rest_go(fleet: FleetRun, erp_rules: E
 
     assert report.ok and report.sent == 4
     with fleet.engine.connect() as connection:
-        assert ops.get_action(connection, report.action_id)["counts"]["canary_passed"] is True  # type: ignore[index]
+        assert actions.get_action(connection, report.action_id)["counts"]["canary_passed"] is True  # type: ignore[index]
 
 
 def test_a_canary_whose_outcome_never_comes_holds_the_rest_back(fleet: FleetRun, erp_rules: Erp) -> None:
@@ -301,7 +304,7 @@ def test_a_canary_whose_outcome_never_comes_holds_the_rest_back(fleet: FleetRun,
         group_of(records), actor="a", reason="r", options=ReplayOptions(canary=2, canary_wait=30, wait=0)
     )
 
-    assert report.status == ops.STOPPED and "not known after 30 s" in (report.note or "")
+    assert report.status == actions.STOPPED and "not known after 30 s" in (report.note or "")
     assert len(silent.sent) == 2
     assert clock.now >= 30
 
@@ -350,12 +353,12 @@ def test_an_interrupted_replay_resumes_where_it_stopped_and_sends_nothing_twice(
     interrupted = first.start(group_of(records), actor="ana", reason="r", options=NO_WAIT)
     resumed = replayer(fleet, publisher).resume(interrupted.action_id, actor="bo")
 
-    assert (interrupted.status, interrupted.sent) == (ops.INTERRUPTED, 2)
+    assert (interrupted.status, interrupted.sent) == (actions.INTERRUPTED, 2)
     assert "--resume" in (interrupted.note or "")
-    assert (resumed.status, resumed.selected, resumed.sent, resumed.resent) == (ops.FINISHED, 3, 3, 0)
+    assert (resumed.status, resumed.selected, resumed.sent, resumed.resent) == (actions.FINISHED, 3, 3, 0)
     assert publisher.copies() == {r["id"]: 1 for r in records}
     assert exports(erp) == {f"order-export:ORD-8{n}": 1 for n in range(5)}
-    assert resumed.outcomes[ops.APPLIED] == 5
+    assert resumed.outcomes[outcomes.APPLIED] == 5
 
 
 def test_a_resume_may_go_on_at_another_rate(fleet: FleetRun, erp_rules: Erp) -> None:
@@ -373,7 +376,7 @@ def test_a_resume_may_go_on_at_another_rate(fleet: FleetRun, erp_rules: Erp) -> 
 
     assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [0.1]
     with fleet.engine.connect() as connection:
-        assert ops.get_action(connection, interrupted.action_id)["options"]["rate"] == 10  # type: ignore[index]
+        assert actions.get_action(connection, interrupted.action_id)["options"]["rate"] == 10  # type: ignore[index]
     fleet.settle()
 
 
@@ -476,7 +479,7 @@ def test_a_copy_the_broker_refuses_leaves_its_record_open_and_is_reported(fleet:
     assert report.not_published == {refused: "LookupError: unroutable: no queue for 'order.created'"}
     assert report.sent == 1 and not report.ok
     assert statuses(fleet)[refused] == "open"
-    assert report.outcomes[ops.NOT_PUBLISHED] == 1
+    assert report.outcomes[outcomes.NOT_PUBLISHED] == 1
 
 
 def test_a_broker_that_refuses_everything_interrupts_the_replay_so_it_can_be_resumed(
@@ -490,9 +493,9 @@ def test_a_broker_that_refuses_everything_interrupts_the_replay_so_it_can_be_res
     )
     resumed = replayer(fleet, Publisher(fleet)).resume(report.action_id, actor="a")
 
-    assert report.status == ops.INTERRUPTED and "refused 3 messages in a row" in (report.note or "")
+    assert report.status == actions.INTERRUPTED and "refused 3 messages in a row" in (report.note or "")
     assert len(report.not_published) == MAX_REFUSED_IN_A_ROW
-    assert resumed.sent == len(records) and resumed.outcomes[ops.APPLIED] == len(records)
+    assert resumed.sent == len(records) and resumed.outcomes[outcomes.APPLIED] == len(records)
 
 
 # -- the frozen set and racing operators -----------------------------------------------------------

@@ -16,7 +16,7 @@ from tests.support.fleet_run import FleetRun
 from workers.failures import classify
 from workers.messaging.dead_letters import archive_record, dead_letter_headers, dead_letter_id
 from workers.messaging.replay_headers import ReplayMark
-from workers.store.archive import actions as ops
+from workers.store.archive import actions, outcomes, replays
 from workers.store.archive.records import DeadLetterFilter, archive, list_dead_letters
 from workers.store.db import MIGRATIONS, make_engine
 from workers.store.tables import dead_letter_keys, dead_letter_replays
@@ -120,8 +120,10 @@ def test_a_re_failure_redelivered_after_a_lost_confirm_is_archived_and_linked_on
     with engine.begin() as connection:
         original = archive(connection, archive_record("orders", "orders.XQ", _refused_headers(body, None), body))
         assert original is not None
-        action_id = ops.create_action(connection, kind=ops.REPLAY, actor="a", reason="r")
-        ops.claim_for_replay(connection, action_id=action_id, dead_letter_id=original, actor="a", reason="r", detail={})
+        action_id = actions.create_action(connection, kind=actions.REPLAY, actor="a", reason="r")
+        replays.claim_for_replay(
+            connection, action_id=action_id, dead_letter_id=original, actor="a", reason="r", detail={}
+        )
     mark = ReplayMark(original, action_id)
     again = archive_record("orders", "orders.XQ", _refused_headers(body, mark), body)
 
@@ -132,7 +134,7 @@ def test_a_re_failure_redelivered_after_a_lost_confirm_is_archived_and_linked_on
     assert first is not None and first != original and second is None
     with engine.connect() as connection:
         replay = connection.execute(select(dead_letter_replays)).mappings().one()
-    assert (replay["outcome"], replay["new_dead_letter_id"]) == (ops.FAILED_AGAIN, first)
+    assert (replay["outcome"], replay["new_dead_letter_id"]) == (outcomes.FAILED_AGAIN, first)
 
 
 def test_a_forged_replay_mark_on_a_fresh_event_changes_no_record_and_the_event_is_applied(fleet: FleetRun) -> None:

@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from workers.messaging.replay_headers import ReplayMark
-from workers.store.archive.actions import link_refailure, replays_of
+from workers.store.archive.outcomes import link_refailure
+from workers.store.archive.replays import replays_of
+from workers.store.archive.status import OPEN
 from workers.store.fit import fit_row, fit_text
 from workers.store.tables import dead_letter_actions, dead_letter_events, dead_letter_keys, dead_letters
 from workers.store.upsert import insert_ignoring_conflict
@@ -31,7 +33,7 @@ class DeadLetterFilter:
 
     flow: str | None = None
     stage: str | None = None
-    status: str | None = "open"
+    status: str | None = OPEN
     contract: str | None = None
     message_id: str | None = None
     version: int | None = None
@@ -273,3 +275,9 @@ def get_dead_letter(connection: Connection, dead_letter_id: int) -> dict[str, An
         "keys": [{"name": name, "value": value} for name, value in keys],
         "replayed_as": [int(i) for i in copies],
     }
+
+
+def is_linked_copy(connection: Connection, dead_letter_id: int) -> bool:
+    """Whether the record is a replayed copy that failed again, linked to the record it was replayed from."""
+    query = select(dead_letters.c.replay_of).where(dead_letters.c.id == dead_letter_id)
+    return connection.execute(query).scalar() is not None

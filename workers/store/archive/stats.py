@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, and_, exists, func, select
 
+from workers.store.archive.outcomes import PENDING
+from workers.store.archive.status import OPEN
 from workers.store.tables import dead_letter_replays, dead_letters
 
 
@@ -24,7 +26,7 @@ class ArchiveStats:
 
 def archive_stats(connection: Connection, *, now: datetime, new_window: timedelta) -> ArchiveStats:
     """Three grouped queries; only SELECTs, so a read-only database user is enough."""
-    is_open = dead_letters.c.status == "open"
+    is_open = dead_letters.c.status == OPEN
     open_rows = connection.execute(
         select(dead_letters.c.flow, dead_letters.c.stage, func.count())
         .where(is_open)
@@ -73,7 +75,7 @@ class ReplayStats:
 def replay_stats(connection: Connection) -> ReplayStats:
     """Copies sent by `dlq replay` (published) whose outcome is still pending: applied, duplicate and
     failed-again ones have been handled, unpublished ones are the replay's own business (it resumes them)."""
-    waiting = and_(dead_letter_replays.c.outcome == "pending", dead_letter_replays.c.published_at.is_not(None))
+    waiting = and_(dead_letter_replays.c.outcome == PENDING, dead_letter_replays.c.published_at.is_not(None))
     rows = connection.execute(
         select(dead_letters.c.flow, func.count(), func.min(dead_letter_replays.c.published_at))
         .select_from(dead_letter_replays.join(dead_letters, dead_letters.c.id == dead_letter_replays.c.dead_letter_id))

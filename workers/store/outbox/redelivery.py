@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from workers.store.archive.actions import audit
+from workers.store.archive.audit import audit
 from workers.store.outbox.status import DEAD_LETTERED, DISCARDED, PENDING
 from workers.store.tables import dead_letters, deliveries
 
