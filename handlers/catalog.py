@@ -37,26 +37,34 @@ class Product:
 
 
 class Catalog(Protocol):
-    """Where current prices and product data are kept; reads lock what they return."""
+    """Where current prices and product data are kept; reads lock what they return.
+
+    The store decides newest-wins itself: a save applies only over an older row (or none) and
+    returns False, changing nothing, when a price as new or newer, or a revision as high or higher,
+    is stored, even one committed by a concurrent event after this one read.
+    """
 
     def price(self, sku: str, currency: str) -> Price | None: ...
 
-    def save_price(self, price: Price) -> None: ...
+    def save_price(self, price: Price) -> bool:
+        """Keep `price` unless the stored one is effective as late or later; whether it was kept."""
+        ...
 
     def product(self, sku: str) -> Product | None: ...
 
-    def save_product(self, product: Product) -> None: ...
+    def save_product(self, product: Product) -> bool:
+        """Keep `product` unless the stored revision is as high or higher; whether it was kept."""
+        ...
 
 
 def change_price(event: PriceChangedV1, *, catalog: Catalog, channels: Downstream) -> Price | Stale:
     current = catalog.price(event.sku, event.currency)
+    stale = f"price of {event.sku} in {event.currency} effective {event.effective_at.isoformat()} is not newer"
     if current is not None and event.effective_at <= current.effective_at:
-        return Stale(
-            f"price of {event.sku} in {event.currency} effective {event.effective_at.isoformat()} "
-            f"is not newer than the current one ({current.effective_at.isoformat()})"
-        )
+        return Stale(f"{stale} than the current one ({current.effective_at.isoformat()})")
     price = Price(event.sku, event.currency, event.amount_minor, event.effective_at)
-    catalog.save_price(price)
+    if not catalog.save_price(price):
+        return Stale(f"{stale} than the current one, stored by a concurrent change")
     effective = event.effective_at.astimezone(UTC).isoformat()
     channels.post(
         "/prices",
@@ -71,7 +79,8 @@ def update_product(event: ProductUpdatedV1, *, catalog: Catalog, channels: Downs
     if current is not None and event.revision <= current.revision:
         return Stale(f"product {event.sku} revision {event.revision} is not above the stored {current.revision}")
     product = Product(event.sku, event.revision, event.title, event.description, dict(event.attributes))
-    catalog.save_product(product)
+    if not catalog.save_product(product):
+        return Stale(f"product {event.sku} revision {event.revision} is not above the one a concurrent update stored")
     channels.post(
         "/products",
         {

@@ -191,3 +191,32 @@ def test_localized_product_text_is_passed_through_exactly_as_the_source_wrote_it
     stored = shop.catalog.product("TEE")
     assert stored is not None
     assert (stored.title, stored.description, stored.attributes) == (title, description, attributes)
+
+
+# Stale only by the store's word: a newer row committed by a concurrent event after this one read
+
+
+def test_a_price_the_catalog_refuses_on_saving_is_stale_and_nothing_is_posted() -> None:
+    shop = Shop()
+    shop.change_price(price_changed("2026-11-27T00:00:00Z", 4250))
+    shop.catalog.price = lambda sku, currency: None  # type: ignore[method-assign]  # the read ran before that commit
+    before = shop.snapshot()
+
+    outcome = shop.change_price(price_changed("2026-11-26T00:00:00Z", 4000))
+
+    assert isinstance(outcome, Stale)
+    assert "stored by a concurrent change" in outcome.reason
+    assert shop.snapshot() == before
+
+
+def test_a_revision_the_catalog_refuses_on_saving_is_stale_and_nothing_is_posted() -> None:
+    shop = Shop()
+    shop.update_product(product_updated(2, "newer"))
+    shop.catalog.product = lambda sku: None  # type: ignore[method-assign]  # the read ran before that commit
+    before = shop.snapshot()
+
+    outcome = shop.update_product(product_updated(1, "older"))
+
+    assert isinstance(outcome, Stale)
+    assert "revision 1 is not above the one a concurrent update stored" in outcome.reason
+    assert shop.snapshot() == before

@@ -131,6 +131,8 @@ class InMemoryReturnBook:
 
 
 class InMemoryCatalog:
+    """Prices and products; a save applies only over an older one and says so, as the SQL catalog's upsert does."""
+
     def __init__(self) -> None:
         self.prices: dict[tuple[str, str], Price] = {}
         self.products: dict[str, Product] = {}
@@ -138,14 +140,22 @@ class InMemoryCatalog:
     def price(self, sku: str, currency: str) -> Price | None:
         return self.prices.get((sku, currency))
 
-    def save_price(self, price: Price) -> None:
+    def save_price(self, price: Price) -> bool:
+        stored = self.prices.get((price.sku, price.currency))
+        if stored is not None and price.effective_at <= stored.effective_at:
+            return False
         self.prices[(price.sku, price.currency)] = price
+        return True
 
     def product(self, sku: str) -> Product | None:
         return self.products.get(sku)
 
-    def save_product(self, product: Product) -> None:
+    def save_product(self, product: Product) -> bool:
+        stored = self.products.get(product.sku)
+        if stored is not None and product.revision <= stored.revision:
+            return False
         self.products[product.sku] = product
+        return True
 
 
 class RecordingDownstream:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from handlers.catalog import Price, Product
 from workers.store.tables import prices, products
+from workers.store.upsert import upsert_if_newer
 
 
 class SqlCatalog:
-    """Prices and products on the message's transaction; reads lock the row they return."""
+    """Prices and products on the message's transaction; reads lock the row they return.
+
+    A write is one conditional upsert: it applies only when the price is effective later, or the
+    revision is higher, than the stored row, so an older event that read no row while a newer one
+    was being inserted cannot overwrite it. It returns False when the database found it stale.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -26,13 +32,14 @@ class SqlCatalog:
             effective_at = effective_at.replace(tzinfo=UTC)
         return Price(row["sku"], row["currency"], row["amount_minor"], effective_at)
 
-    def save_price(self, price: Price) -> None:
-        values = {"amount_minor": price.amount_minor, "effective_at": price.effective_at.astimezone(UTC)}
-        changed = self._connection.execute(
-            update(prices).where(prices.c.sku == price.sku, prices.c.currency == price.currency).values(values)
-        )
-        if changed.rowcount == 0:
-            self._connection.execute(prices.insert().values(sku=price.sku, currency=price.currency, **values))
+    def save_price(self, price: Price) -> bool:
+        values = {
+            "sku": price.sku,
+            "currency": price.currency,
+            "amount_minor": price.amount_minor,
+            "effective_at": price.effective_at.astimezone(UTC),
+        }
+        return upsert_if_newer(self._connection, prices, values, newer=prices.c.effective_at)
 
     def product(self, sku: str) -> Product | None:
         row = (
@@ -42,13 +49,12 @@ class SqlCatalog:
             return None
         return Product(row["sku"], row["revision"], row["title"], row["description"], dict(row["attributes"]))
 
-    def save_product(self, product: Product) -> None:
+    def save_product(self, product: Product) -> bool:
         values = {
+            "sku": product.sku,
             "revision": product.revision,
             "title": product.title,
             "description": product.description,
             "attributes": product.attributes,
         }
-        changed = self._connection.execute(update(products).where(products.c.sku == product.sku).values(values))
-        if changed.rowcount == 0:
-            self._connection.execute(products.insert().values(sku=product.sku, **values))
+        return upsert_if_newer(self._connection, products, values, newer=products.c.revision)

@@ -6,13 +6,19 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select, update
 
+from handlers.errors import TransientError
 from handlers.payments import Payment
 from workers.store.tables import payment_operations, payments
 from workers.store.upsert import insert_ignoring_conflict
 
 
 class SqlPaymentBook:
-    """Payments on the message's transaction; `get` locks the payment row."""
+    """Payments on the message's transaction; `get` locks the payment row.
+
+    A payment `get` did not find is created by an INSERT that refuses to overwrite: an authorization and
+    a failure of one new payment may both find none, and the one that commits second must not write over
+    the first. It is retried instead (TransientError), and then reads the payment the other one stored.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -51,11 +57,15 @@ class SqlPaymentBook:
             "status": payment.status,
             "updated_at": now,
         }
-        changed = self._connection.execute(
-            update(payments).where(payments.c.payment_id == payment.payment_id).values(values)
-        )
-        if changed.rowcount == 0:
-            self._connection.execute(payments.insert().values(payment_id=payment.payment_id, **values))
+        if payment.payment_id in self._stored:
+            self._connection.execute(update(payments).where(payments.c.payment_id == payment.payment_id).values(values))
+        else:
+            row = {"payment_id": payment.payment_id, **values}
+            if insert_ignoring_conflict(self._connection, payments, row, payments.c.payment_id) is None:
+                raise TransientError(
+                    f"payment {payment.payment_id} was stored by a concurrent event after this one found none; "
+                    "trying again with it"
+                )
         stored = self._stored.setdefault(payment.payment_id, set())
         for kind, operation_id, amount in payment.operations:
             if (kind, operation_id) in stored:
