@@ -98,7 +98,9 @@ def test_workers_killed_while_the_erp_holds_their_requests_lose_no_delivery_and_
     applied = [str(r.idempotency_key) for r in erp if r.status is not None and 200 <= r.status < 300]
     assert sorted(applied) == expected, "one effect per Idempotency-Key"
     assert {r.status for r in erp} <= {200, 409}
-    assert len([r for r in erp if r.status == 409]) <= 10, "only requests whose worker died were sent again"
+    # Sent again: only what the two killed workers had in flight (the 10 held, and at most a batch each of
+    # quick ones whose answer was lost with them).
+    assert len([r for r in erp if r.status == 409]) <= 10 + 2 * 20, "only requests in flight when a worker died"
     assert database.dead_letters() == []
 
 

@@ -418,8 +418,9 @@ def test_a_re_failure_after_a_replay_is_a_new_record_linked_to_the_original_and_
     rows = refused_orders(publish, envelope, database, wait_for, "ORD-AGAIN", 2, refusals=2)
     first, second = sorted(rows, key=lambda row: row["id"])
 
+    # A copy fails again only after its retries (the database refuses it each time): slow enough to see that.
     ran = flowfleet(
-        "dlq", "replay", "--group", group_of(flowfleet), "--rate", "0.5", "--reason", REASON, "--wait", "5", "--json"
+        "dlq", "replay", "--group", group_of(flowfleet), "--rate", "0.1", "--reason", REASON, "--wait", "5", "--json"
     )
 
     assert ran.returncode == 1, ran.stdout + ran.stderr
