@@ -210,8 +210,8 @@ def _outcomes() -> str:
         [
             "`handler`",
             "A business rule rejects the event (e.g. a capture above what was authorized), **or** something "
-            "that may succeed later failed (a downstream system is down or throttling, the event arrived "
-            "before the one it depends on).",
+            "that may succeed later failed (the database is away, the event arrived before the one it "
+            "depends on).",
             "Business rejections: no. The rest: yes, with exponential backoff and jitter, by default up to 6 "
             "attempts within 20 minutes (throttling by a downstream system does not count); then dead-lettered "
             "with the final error.",
@@ -220,6 +220,13 @@ def _outcomes() -> str:
             "`expired`",
             "`occurred_at` is more than 7 days (the default) before the event arrived.",
             "No: dead-lettered on the first attempt.",
+        ],
+        [
+            "`delivery`",
+            "Your event **was applied**; a downstream system (ERP, channels, notify, payments) refused the request "
+            "it caused for good (a 4xx), or did not take it within its delivery budget (24 h by default).",
+            "The request, yes: a downstream outage only delays it (it is sent after the system is back). "
+            "Nothing for you to resend: on-call replays the request after the fix.",
         ],
     ]
     return "\n".join(
@@ -234,7 +241,7 @@ def _outcomes() -> str:
             "  dead-letter archive, where it stays until an operator replays, discards or resolves it.",
             "",
             "Nothing is silently dropped, and a bad message never holds up the messages behind it. Every failure",
-            "has one of four stages:",
+            "has one of five stages:",
             "",
             _table(["stage", "what it means", "retried?"], stages),
             "",

@@ -1,4 +1,4 @@
-"""The composition root: settings in, a broker with actors, an engine, and downstream adapters out."""
+"""The composition root: settings in, a broker with actors, an engine, downstream adapters and the relay out."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from contracts.published import REGISTRY
 from handlers.downstream import Downstream
 from workers.delivery.http import HttpDownstream
 from workers.delivery.rate_limit import per_second, rate_limits
+from workers.delivery.relay import Relay, RelayOptions
+from workers.delivery.settle import RetryPolicy
 from workers.flows import FLOWS
 from workers.flows.flow import Flow
 from workers.messaging.topology import DEAD_LETTER_SUFFIX, Topology
@@ -25,11 +27,12 @@ from workers.runtime.failure_policy import FailurePolicy
 from workers.runtime.pipeline import FlowPipeline
 from workers.runtime.retrying import RetryBudget
 from workers.settings import ConfigurationError, Settings
+from workers.store.outbox.wakeup import DeliveriesRecorded
 
 
 @dataclass
 class Fleet:
-    """Everything one process runs the flows with."""
+    """Everything one process runs the flows with. `downstream` is what the relay sends deliveries to."""
 
     settings: Settings
     broker: Broker
@@ -37,6 +40,8 @@ class Fleet:
     downstream: Mapping[str, Downstream]
     outcomes: Outcomes
     flows: tuple[Flow, ...] = field(default=FLOWS)
+    #: Nudged after each commit that recorded deliveries, so this process's relay sends them at once.
+    wakeup: DeliveriesRecorded = field(default_factory=DeliveriesRecorded)
 
     def dead_letter_queues(self) -> dict[str, str]:
         """Each flow's dead-letter queue, mapped to the flow's name."""
@@ -103,9 +108,9 @@ def register_actors(fleet: Fleet) -> None:
             flow,
             registry=REGISTRY,
             engine=fleet.engine,
-            downstream=fleet.downstream,
             outcomes=fleet.outcomes,
             max_event_age=timedelta(seconds=fleet.settings.max_event_age_seconds),
+            deliveries_recorded=fleet.wakeup.notify,
         )
         dramatiq.Actor(
             pipeline,
@@ -116,3 +121,23 @@ def register_actors(fleet: Fleet) -> None:
             # Every exception is expected: FailurePolicy records it, so Dramatiq need not log a traceback.
             options={"throws": (Exception,)},
         )
+
+
+def relay(
+    settings: Settings, engine: Engine, targets: Mapping[str, Downstream], wakeup: DeliveriesRecorded | None = None
+) -> Relay:
+    """The delivery relay for `targets`, with the settings' budgets, backoff, breaker and retention."""
+    retry = RetryPolicy(
+        budgets={s: timedelta(seconds=settings.delivery_budget_seconds(s)) for s in targets},
+        min_backoff_ms=settings.delivery_min_backoff_ms,
+        max_backoff_ms=settings.delivery_max_backoff_ms,
+        breaker_threshold=settings.breaker_threshold,
+    )
+    options = RelayOptions(
+        concurrency=settings.relay_concurrency,
+        batch=settings.relay_batch,
+        lease=timedelta(seconds=settings.delivery_lease_seconds),
+        breaker_cooldown=timedelta(seconds=settings.breaker_cooldown_seconds),
+        retention=timedelta(seconds=settings.delivery_retention_seconds),
+    )
+    return Relay(engine, targets, retry=retry, options=options, wakeup=wakeup)

@@ -42,6 +42,24 @@ class Settings(BaseSettings):
     notify_rate_limit: int = Field(default=50, ge=0)
     payments_rate_limit: int = Field(default=50, ge=0)
 
+    #: How long each system's deliveries are retried from their first failure before they are dead-lettered:
+    #: long enough to outlast a maintenance window.
+    erp_delivery_budget_seconds: int = Field(default=24 * 3600, ge=1)
+    channels_delivery_budget_seconds: int = Field(default=24 * 3600, ge=1)
+    notify_delivery_budget_seconds: int = Field(default=24 * 3600, ge=1)
+    payments_delivery_budget_seconds: int = Field(default=24 * 3600, ge=1)
+    #: The relay's retries back off from the first to the last delay (with jitter, at least any Retry-After).
+    delivery_min_backoff_ms: int = Field(default=1000, ge=1)
+    delivery_max_backoff_ms: int = Field(default=300_000, ge=1)
+    #: Concurrent requests per system per process, and deliveries claimed at once by each.
+    relay_concurrency: int = Field(default=4, ge=1, le=64)
+    relay_batch: int = Field(default=20, ge=1, le=1000)
+    #: Consecutive transient failures of a system that open its breaker, and how long it stays open.
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    #: Delivered and superseded deliveries are purged after this many seconds; undelivered ones never.
+    delivery_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
     worker_threads: int = Field(default=8, ge=1, le=256)
     #: Unacked messages per consumer; RabbitMQ recommends 100-300 for throughput.
     prefetch: int = Field(default=100, ge=1, le=65535)
@@ -76,6 +94,15 @@ class Settings(BaseSettings):
 
     def queue_name(self, flow: str) -> str:
         return f"{self.queue_prefix}{flow}"
+
+    def delivery_budget_seconds(self, system: str) -> int:
+        value: int = getattr(self, f"{system}_delivery_budget_seconds", 24 * 3600)
+        return value
+
+    @property
+    def delivery_lease_seconds(self) -> float:
+        """A claimed delivery's lease: longer than the request may take, so only a dead relay loses it."""
+        return self.downstream_timeout_seconds * 1.5 + 5
 
     def downstream_url(self, system: str) -> str | None:
         value: str | None = getattr(self, f"{system}_url")

@@ -50,6 +50,10 @@ WORKER_ENV = {
     "FLOWFLEET_DELIVERY_LIMIT": str(DELIVERY_LIMIT),
     "FLOWFLEET_WORKER_THREADS": "2",
     "FLOWFLEET_DOWNSTREAM_TIMEOUT_SECONDS": "10",
+    # The relay retries deliveries after 100-500 ms, and its breaker cools down in 2 s.
+    "FLOWFLEET_DELIVERY_MIN_BACKOFF_MS": "100",
+    "FLOWFLEET_DELIVERY_MAX_BACKOFF_MS": "500",
+    "FLOWFLEET_BREAKER_COOLDOWN_SECONDS": "2",
 }
 
 
@@ -478,11 +482,11 @@ def worker(
     """Start `flowfleet worker` processes; each start returns once its orders consumer is attached."""
     started: list[WorkerProcess] = []
 
-    def start(**env: str) -> WorkerProcess:
+    def start(*args: str, **env: str) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started) + 1}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [*flowfleet_command(), "worker"],
+                [*flowfleet_command(), "worker", *args],
                 env={**service_env, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -494,6 +498,8 @@ def worker(
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"worker exited with {process.returncode} at start:\n{handle.log()}")
+            if "--relay-only" in args:
+                return "delivery relay started" in handle.log()
             if "worker starting" not in handle.log():
                 return False
             try:
@@ -501,7 +507,7 @@ def worker(
             except pika.exceptions.ChannelClosedByBroker:
                 return False
 
-        wait_until(ready, timeout=30, what=f"worker {process.pid} to consume {ORDERS_QUEUE}")
+        wait_until(ready, timeout=30, what=f"worker {process.pid} to consume {ORDERS_QUEUE} (or relay)")
         return handle
 
     yield start
@@ -600,6 +606,15 @@ class Store:
         )
         return [(row["kind"], row["operation_id"], row["amount_minor"]) for row in rows]
 
+    def untried_deliveries(self, message_id: str) -> int:
+        """Deliveries the event recorded that the relay has not tried yet."""
+        rows = self.database.rows(
+            "SELECT count(*) AS n FROM deliveries WHERE message_id = %s AND status = 'pending' AND attempts = 0 "
+            "AND throttles = 0",
+            message_id,
+        )
+        return int(rows[0]["n"])
+
     def shipments(self, order_id: str) -> list[dict[str, Any]]:
         return self.database.rows("SELECT * FROM shipments WHERE order_id = %s ORDER BY shipment_id", order_id)
 
@@ -682,9 +697,13 @@ def emit(publish: Callable[..., None]) -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def apply_event(emit: Callable[..., dict[str, Any]], store: Store) -> Callable[..., dict[str, Any]]:
-    """Publish one event and wait until the fleet has handled it (its dedup key is in processed_events)."""
+    """Publish one event and wait until the fleet has handled it (its dedup key is in processed_events) and the
+    relay has tried each delivery it recorded at least once (up to 10 s: a downstream that is down is no error;
+    `deliveries=False` when the test holds them back on purpose)."""
 
-    def send(contract: str, data: dict[str, Any], *, timeout: float = 20.0, **options: Any) -> dict[str, Any]:
+    def send(
+        contract: str, data: dict[str, Any], *, timeout: float = 20.0, deliveries: bool = True, **options: Any
+    ) -> dict[str, Any]:
         sent = emit(contract, data, **options)
         key = dedup_key_of(contract, data, sent["version"])
         failed: list[dict[str, Any]] = []
@@ -698,6 +717,9 @@ def apply_event(emit: Callable[..., dict[str, Any]], store: Store) -> Callable[.
             return False
 
         wait_until(handled, timeout=timeout, what=f"{contract} {key} to be applied")
+        deadline = time.monotonic() + 10
+        while deliveries and store.untried_deliveries(sent["message_id"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return sent
 
     return send

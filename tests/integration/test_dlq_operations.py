@@ -100,7 +100,6 @@ def tap(vhost: str) -> Iterator[Callable[[], Tap]]:
 def refused_orders(
     publish: Publish,
     envelope: MakeEnvelope,
-    fake_erp: FakeErp,
     database: Database,
     wait_for: WaitFor,
     prefix: str,
@@ -108,10 +107,24 @@ def refused_orders(
     *,
     refusals: int = 1,
 ) -> list[dict[str, Any]]:
-    """Orders the ERP refuses (400) `refusals` times each: one failure group in the archive. Returns their rows."""
+    """Orders the database refuses to store (a trigger, as a botched migration would) until their retry budget
+    is spent: one failure group in the archive. Returns their rows.
+
+    With `refusals=1` the cause is fixed before this returns (a replay applies them); with 2 it stays, so the
+    first replay fails again: `lift_refusal(database)` fixes it. (The ERP no longer fails a message: its
+    requests go through the outbox, so a refusing ERP makes a delivery dead letter, not a message's.)
+    """
     order_ids = [f"{prefix}-{n:02d}" for n in range(count)]
-    for order_id in order_ids:
-        fake_erp.script(order_id, *[400] * refusals)
+    database.execute(
+        "CREATE OR REPLACE FUNCTION flowfleet_test_refuse() RETURNS trigger AS $$ BEGIN "
+        f"IF NEW.order_id LIKE '{prefix}-%%' THEN RAISE EXCEPTION 'orders refuses %%', NEW.order_id; END IF; "
+        "RETURN NEW; END $$ LANGUAGE plpgsql"
+    )
+    database.execute("DROP TRIGGER IF EXISTS flowfleet_test_refuse ON orders")
+    database.execute(
+        "CREATE TRIGGER flowfleet_test_refuse BEFORE INSERT ON orders "
+        "FOR EACH ROW EXECUTE FUNCTION flowfleet_test_refuse()"
+    )
     for order_id in order_ids:
         publish(envelope(order_v2(order_id, [("MUG-BLUE", 1)])))
 
@@ -119,8 +132,15 @@ def refused_orders(
         rows = [row for row in database.dead_letters() if row["dedup_key"] in order_ids]
         return rows if len(rows) == count else []
 
-    rows: list[dict[str, Any]] = wait_for(archived, what=f"{count} dead letters of {prefix}")
+    rows: list[dict[str, Any]] = wait_for(archived, timeout=60, what=f"{count} dead letters of {prefix}")
+    if refusals == 1:
+        lift_refusal(database)
     return rows
+
+
+def lift_refusal(database: Database) -> None:
+    """The orders table accepts every order again."""
+    database.execute("DROP TRIGGER IF EXISTS flowfleet_test_refuse ON orders")
 
 
 def published_copies(database: Database) -> int:
@@ -157,7 +177,7 @@ def test_a_replay_killed_halfway_and_resumed_applies_nothing_twice_and_sends_not
 ) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
-    rows = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-KILL", 16)
+    rows = refused_orders(publish, envelope, database, wait_for, "ORD-KILL", 16)
     copies = tap()
 
     replay = start_dlq(
@@ -212,7 +232,7 @@ def test_a_replay_racing_new_failures_of_its_group_replays_only_its_frozen_set_a
 ) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
-    rows = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-RACE", 8)
+    rows = refused_orders(publish, envelope, database, wait_for, "ORD-RACE", 8)
     fingerprint = group_of(flowfleet)
     dry = flowfleet("dlq", "replay", "--group", fingerprint, "--dry-run", "--json")
     assert json.loads(dry.stdout)["would_pass"] == 8
@@ -222,7 +242,7 @@ def test_a_replay_racing_new_failures_of_its_group_replays_only_its_frozen_set_a
         service_env, "replay", "--group", fingerprint, "--rate", "2", "--canary", "2", "--reason", REASON, "--json"
     )
     wait_for(lambda: published_copies(database) >= 1, what="the replay under way")
-    late = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-LATE", 3)
+    late = refused_orders(publish, envelope, database, wait_for, "ORD-LATE", 3)
     assert replay.poll() is None, "the newcomers arrived while the replay was running"
     assert {row["fingerprint"] for row in late} == {fingerprint}
     code, report, err = finish(replay)
@@ -318,7 +338,7 @@ def test_the_replay_rate_holds_within_ten_percent(
 ) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
-    refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-RATE", 30)
+    refused_orders(publish, envelope, database, wait_for, "ORD-RATE", 30)
     copies = tap()
 
     ran = flowfleet(
@@ -347,7 +367,7 @@ def test_two_operators_replaying_the_same_group_at_once_do_not_double_send(
 ) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
-    rows = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-TWO", 30)
+    rows = refused_orders(publish, envelope, database, wait_for, "ORD-TWO", 30)
     fingerprint = group_of(flowfleet)
     copies = tap()
 
@@ -395,11 +415,12 @@ def test_a_re_failure_after_a_replay_is_a_new_record_linked_to_the_original_and_
 ) -> None:
     worker()
     database.seed_stock("MUG-BLUE", "BER-1", 100)
-    rows = refused_orders(publish, envelope, fake_erp, database, wait_for, "ORD-AGAIN", 2, refusals=2)
+    rows = refused_orders(publish, envelope, database, wait_for, "ORD-AGAIN", 2, refusals=2)
     first, second = sorted(rows, key=lambda row: row["id"])
 
+    # A copy fails again only after its retries (the database refuses it each time): slow enough to see that.
     ran = flowfleet(
-        "dlq", "replay", "--group", group_of(flowfleet), "--rate", "0.5", "--reason", REASON, "--wait", "5", "--json"
+        "dlq", "replay", "--group", group_of(flowfleet), "--rate", "0.1", "--reason", REASON, "--wait", "5", "--json"
     )
 
     assert ran.returncode == 1, ran.stdout + ran.stderr
@@ -419,7 +440,8 @@ def test_a_re_failure_after_a_replay_is_a_new_record_linked_to_the_original_and_
     history = [e["action"] for e in json.loads(flowfleet("dlq", "show", str(first["id"]), "--json").stdout)["history"]]
     assert history == ["archived", "replayed", "replay-failed-again"]
 
-    fixed = flowfleet("dlq", "replay", str(new["id"]), "--reason", "the ERP is fixed now", "--wait", "5")
+    lift_refusal(database)
+    fixed = flowfleet("dlq", "replay", str(new["id"]), "--reason", "the orders table is fixed now", "--wait", "5")
 
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     statuses = {row["id"]: row["status"] for row in database.dead_letters()}

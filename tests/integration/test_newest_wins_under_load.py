@@ -74,6 +74,11 @@ def test_newer_catalog_events_win_over_older_ones_published_right_after_them_to_
     )
     assert database.scalar("SELECT count(*) FROM prices") == SKUS
     assert (older_prices, older_products) == (0, 0)
+    wait_until(  # the channels hear after the commit, from the outbox's relay
+        lambda: database.scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'") == 0,
+        timeout=120,
+        what="every delivery to the channels sent",
+    )
     last_told: dict[tuple[str, str], Any] = {}
     for request in fake_erp.requests:  # in the order the channels received them
         if request.path in ("/channels/prices", "/channels/products"):

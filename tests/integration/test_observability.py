@@ -73,25 +73,33 @@ def test_every_metric_the_dashboard_and_the_alert_rules_use_is_in_a_real_scrape(
 ) -> None:
     worker(FLOWFLEET_METRICS_PORT=str(metrics.port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     database.seed_stock("MUG-BLUE", "BER-1", 10)
-    # Processed after one retry (the ERP answers 503 once): throughput, retries, latency, lag, downstream 5xx.
+    # The ERP answers 503 once: downstream 5xx, then the export goes out (the relay retries it).
     fake_erp.script("ORD-OBS-1", 503)
+    # A cancel that overtook its order: retried until the order is there (throughput, retries, latency, lag).
+    cancel_1 = {"order_id": "ORD-OBS-1", "reason": "customer_request"}
+    publish(envelope(cancel_1, contract="order.cancelled", version=1), routing_key="order.cancelled")
     publish(envelope(order_v2("ORD-OBS-1", [("MUG-BLUE", 1)])))
     # A stale count, and a body that is not JSON (dead-lettered at stage decode).
     apply_event("inventory.counted", {"sku": "MUG-BLUE", "location": "BER-1", "on_hand": 10, "sequence": 5})
     apply_event("inventory.counted", {"sku": "MUG-BLUE", "location": "BER-1", "on_hand": 9, "sequence": 3})
     publish(b"{not json")
-    # An order the ERP refuses (dead-lettered), then takes: replayed, applied.
-    fake_erp.script("ORD-OBS-2", 400)
-    publish(envelope(order_v2("ORD-OBS-2", [("MUG-BLUE", 1)])))
-    wait_until(lambda: len(database.orders("ORD-OBS-1")) == 1, what="ORD-OBS-1 applied after its retry")
+    # A cancel of an order that never came, dead-lettered after its retries; the order comes; replayed, applied.
+    cancel_2 = {"order_id": "ORD-OBS-2", "reason": "customer_request"}
+    publish(envelope(cancel_2, contract="order.cancelled", version=1), routing_key="order.cancelled")
+    wait_until(lambda: database.orders("ORD-OBS-1"), what="ORD-OBS-1 applied")
     refused = wait_until(
         lambda: [row for row in database.dead_letters() if b"ORD-OBS-2" in bytes(row["body"])],
-        what="ORD-OBS-2 in the archive",
+        timeout=30,
+        what="the cancel of ORD-OBS-2 in the archive",
     )
     wait_until(lambda: len(database.dead_letters()) == 2, what="both dead letters archived")
-    replay = flowfleet("dlq", "replay", str(refused[0]["id"]), "--reason", "the ERP takes it now", "--wait", "30")
+    apply_event("order.created", order_v2("ORD-OBS-2", [("MUG-BLUE", 1)]), version=2)
+    replay = flowfleet("dlq", "replay", str(refused[0]["id"]), "--reason", "its order is there now", "--wait", "30")
     assert replay.returncode == 0, replay.stdout + replay.stderr
-    wait_until(lambda: database.orders("ORD-OBS-2"), what="ORD-OBS-2 applied by its replay")
+    wait_until(
+        lambda: [o for o in database.orders("ORD-OBS-2") if o["status"] == "cancelled"],
+        what="ORD-OBS-2 cancelled by its replay",
+    )
     exporter_metrics = exporter()
     # The management API computes queue statistics every few seconds: wait for the first.
     wait_until(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import ApplyEvent, Database, Emit, FakeErp, StartWorker, Store, WaitFor
-from tests.support.integration import Metrics
+from tests.support.integration import Metrics, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -206,8 +206,15 @@ VOLATILE = {"placed_at", "updated_at", "applied_at", "dispatched_at", "requested
 
 
 def end_state(database: Database, fake_erp: FakeErp, tag: str) -> dict[str, Any]:
-    """Every row and downstream request of one tagged run, with the tag replaced by <T> and volatile columns gone."""
+    """Every row and downstream request of one tagged run, with the tag replaced by <T> and volatile columns gone,
+    once the relay has sent every delivery of the run (effects reach their systems after the commit)."""
     like = f"%{tag}%"
+    wait_until(
+        lambda: (
+            not database.rows("SELECT id FROM deliveries WHERE status = 'pending' AND idempotency_key LIKE %s", like)
+        ),
+        what=f"the deliveries of {tag} sent",
+    )
     queries = {
         "orders": ("SELECT * FROM orders WHERE order_id LIKE %s", "order_id"),
         "order_lines": ("SELECT * FROM order_lines WHERE order_id LIKE %s", "order_id, line_id"),

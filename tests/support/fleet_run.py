@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from workers.deadletters.drain import drain_memory
 from workers.delivery.fake import FakeDownstream
+from workers.delivery.relay import Relay
 from workers.fleet import Fleet
 from workers.messaging.memory_broker import MemoryBroker
 from workers.observability.metrics import Outcomes
@@ -35,6 +36,8 @@ class FleetRun:
     erp: FakeDownstream
     outcomes: Outcomes
     systems: dict[str, FakeDownstream]
+    #: The delivery relay, not started: `settle` runs it in the test's thread until the backlog is sent.
+    relay: Relay
 
     @property
     def queue(self) -> str:
@@ -52,9 +55,15 @@ class FleetRun:
             self.broker.join(self.settings.queue_name(flow.name), timeout=timeout_ms)
 
     def settle(self, timeout_ms: int = 10_000) -> int:
-        """Join the queue, then drain dead letters into the archive; return how many were archived."""
+        """Join the queue, send the deliveries it recorded, then drain dead letters into the archive;
+        return how many dead letters the broker's queues held."""
         self.join(timeout_ms)
+        self.deliver(timeout_ms / 1000)
         return drain_memory(self.broker, self.engine, self.fleet.dead_letter_queues())
+
+    def deliver(self, timeout: float = 10.0) -> int:
+        """Run the relay until it has had nothing to send for 0.3 s; return how many outcomes it recorded."""
+        return self.relay.drain(timeout=timeout, quiet=0.3)
 
     def run(self, *bodies: bytes, headers: dict[str, Any] | None = None) -> int:
         """Publish `bodies` in order and settle."""

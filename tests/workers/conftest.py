@@ -16,11 +16,13 @@ from dramatiq.worker import has_results_middleware
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import Cli, FleetRun, FleetRunner, Ran
 from workers.cli.main import main
 from workers.delivery.fake import FakeDownstream
 from workers.demo.embedded import seed_stock
-from workers.fleet import Fleet, middleware, register_actors, topology
+from workers.fleet import Fleet, middleware, register_actors, relay, topology
+from workers.flows import FLOWS
 from workers.messaging.memory_broker import MemoryBroker
 from workers.observability.metrics import Outcomes
 from workers.settings import Settings
@@ -67,7 +69,8 @@ def database_url(tmp_path: Any) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    """Small retry budget (3 attempts, 10-50 ms backoff) and a one-hour event age limit."""
+    """Small retry budget (3 attempts, 10-50 ms backoff), a one-hour event age limit, and a relay that
+    retries deliveries after 10-50 ms (its breaker cools down in 1 s, longer than a settle waits)."""
     return Settings(
         database_url=SecretStr(database_url),
         max_attempts=3,
@@ -75,6 +78,9 @@ def settings(database_url: str) -> Settings:
         retry_max_backoff_ms=50,
         retry_window_seconds=60,
         max_event_age_seconds=3600,
+        delivery_min_backoff_ms=10,
+        delivery_max_backoff_ms=50,
+        breaker_cooldown_seconds=1.0,
     )
 
 
@@ -101,11 +107,18 @@ def systems(erp: FakeDownstream) -> dict[str, FakeDownstream]:
 
 
 @pytest.fixture
+def faults() -> PortFaults:
+    """Fails the flows' ERP port inside the handler's transaction once a test sets `faults.responder`."""
+    return PortFaults("erp")
+
+
+@pytest.fixture
 def fleet_runner(
     settings: Settings,
     engine: Engine,
     erp: FakeDownstream,
     systems: dict[str, FakeDownstream],
+    faults: PortFaults,
     request: pytest.FixtureRequest,
 ) -> FleetRunner:
     """Start a fleet: `fleet_runner(broker_class=MemoryBroker)`. Its worker is always stopped at teardown."""
@@ -114,12 +127,25 @@ def fleet_runner(
         outcomes = Outcomes()
         plan = topology(settings)
         broker = broker_class(routes=dict(plan.routes), middleware=middleware(settings, outcomes))
-        fleet = Fleet(settings=settings, broker=broker, engine=engine, downstream=systems, outcomes=outcomes)
+        flows = tuple(faults.wrap(flow) for flow in FLOWS)
+        fleet = Fleet(
+            settings=settings, broker=broker, engine=engine, downstream=systems, outcomes=outcomes, flows=flows
+        )
         register_actors(fleet)
         worker = Worker(broker, worker_threads=2, worker_timeout=50)
         request.addfinalizer(worker.stop)
         worker.start()
-        return FleetRun(settings, broker, fleet, worker, engine, erp, outcomes, systems)
+        return FleetRun(
+            settings,
+            broker,
+            fleet,
+            worker,
+            engine,
+            erp,
+            outcomes,
+            systems,
+            relay(settings, engine, systems, fleet.wakeup),
+        )
 
     return start
 

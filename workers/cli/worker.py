@@ -9,13 +9,27 @@ from workers.settings import Settings
 
 
 def register(sub: Subparsers) -> None:
-    worker = runs(sub.add_parser("worker", help="run the flows' actors and the dead-letter drain"), run)
+    worker = runs(
+        sub.add_parser("worker", help="run the flows' actors, the delivery relay and the dead-letter drain"), run
+    )
     worker.add_argument("--flow", action="append", help="only these flows (repeatable); default all")
     worker.add_argument("--threads", type=int, help="worker threads (default FLOWFLEET_WORKER_THREADS)")
     worker.add_argument("--no-drain", action="store_true", help="do not drain dead-letter queues into the archive")
+    relaying = worker.add_mutually_exclusive_group()
+    relaying.add_argument("--no-relay", action="store_true", help="do not send the outbox's deliveries")
+    relaying.add_argument(
+        "--relay-only", action="store_true", help="only send the outbox's deliveries (no flows, no drain): for sizing"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from workers.cli.worker_process import run_worker  # noqa: PLC0415  # keeps the CLI's start-up light
 
-    return run_worker(settings, flows=args.flow, threads=args.threads, drain=not args.no_drain)
+    return run_worker(
+        settings,
+        flows=args.flow,
+        threads=args.threads,
+        drain=not args.no_drain,
+        relay=not args.no_relay,
+        relay_only=args.relay_only,
+    )

@@ -1,4 +1,7 @@
-"""`flowfleet worker`: migrate, declare the topology, then run the flows' actors and the archive drain."""
+"""`flowfleet worker`: migrate, declare the topology, then run the flows' actors, the delivery relay and the drain.
+
+`--relay-only` runs the relay alone (to size it apart from the flows), `--no-relay` the flows without it.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,13 @@ import logging
 
 import pika
 from dramatiq import Worker
+from sqlalchemy import Engine
 
 from workers.cli.stopping import stop_on_signals
 from workers.deadletters.drain import ArchiveDrain
+from workers.delivery.http import HttpDownstream
 from workers.fleet import Fleet, http_downstream, middleware, register_actors, topology
+from workers.fleet import relay as build_relay
 from workers.flows import FLOWS
 from workers.messaging.broker import FleetBroker
 from workers.messaging.topology import Topology, apply, connection_parameters
@@ -24,8 +30,16 @@ from workers.store.db import make_engine, migrate
 logger = logging.getLogger("flowfleet.worker")
 
 
-def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | None, drain: bool) -> int:
-    """Run until SIGTERM or SIGINT; finish in-flight messages, then exit 0."""
+def run_worker(  # one keyword per command-line switch
+    settings: Settings,
+    *,
+    flows: list[str] | None,
+    threads: int | None,
+    drain: bool,
+    relay: bool = True,
+    relay_only: bool = False,
+) -> int:
+    """Run until SIGTERM or SIGINT; finish in-flight messages and requests, then exit 0."""
     configure_logging(json=settings.log_format == "json", level=settings.log_level, secrets=secret_values(settings))
     init_sentry(settings)  # before any broker exists: its Dramatiq integration hooks Broker.__init__
     chosen = tuple(f for f in FLOWS if not flows or f.name in flows)
@@ -36,6 +50,8 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
     broker_url = settings.broker_url.get_secret_value()
     engine = make_engine(settings.database_url.get_secret_value())
     migrate(engine)
+    if relay_only:
+        return _run_relay_only(settings, engine, downstream)
     plan = topology(settings, chosen)
     declare_topology(settings, plan)
     outcomes = Outcomes()
@@ -49,6 +65,7 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
         flows=chosen,
     )
     register_actors(fleet)
+    sender = build_relay(settings, engine, downstream, fleet.wakeup) if relay else None
     worker = Worker(broker, worker_threads=threads or settings.worker_threads, worker_timeout=1000)
     worker.queue_prefetch = settings.prefetch
     worker.delay_prefetch = max(settings.prefetch, 1000)
@@ -65,18 +82,23 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
 
     stopping = stop_on_signals(logger, "finishing in-flight messages")
     logger.info(
-        "worker starting: flows=%s broker=%s threads=%d prefetch=%d",
+        "worker starting: flows=%s broker=%s threads=%d prefetch=%d relay=%s",
         ",".join(f.name for f in chosen),
         redact_url(broker_url),
         worker.worker_threads,
         settings.prefetch,
+        "on" if sender else "off",
     )
     metrics = serve_worker_metrics(settings.metrics_port)
     worker.start()
+    if sender is not None:
+        sender.start()
     if archive_drain is not None:
         archive_drain.start()
     stopping.wait()
     worker.stop()
+    if sender is not None:
+        sender.stop()
     if archive_drain is not None:
         archive_drain.stop()
         archive_drain.join(timeout=10)
@@ -86,6 +108,23 @@ def run_worker(settings: Settings, *, flows: list[str] | None, threads: int | No
         adapter.close()
     engine.dispose()
     logger.info("worker stopped")
+    return 0
+
+
+def _run_relay_only(settings: Settings, engine: Engine, downstream: dict[str, HttpDownstream]) -> int:
+    """Only the relay: it sends what any worker recorded, found by its periodic sweep."""
+    stopping = stop_on_signals(logger, "finishing in-flight requests")
+    sender = build_relay(settings, engine, downstream)
+    logger.info("relay starting: systems=%s", ",".join(sorted(downstream)))
+    metrics = serve_worker_metrics(settings.metrics_port)
+    sender.start()
+    stopping.wait()
+    sender.stop()
+    metrics.close()
+    for adapter in downstream.values():
+        adapter.close()
+    engine.dispose()
+    logger.info("relay stopped")
     return 0
 
 

@@ -337,6 +337,26 @@ def next_night() -> list[Step]:
     ]
 
 
+#: The orders placed while the ERP is paused for its maintenance window.
+MAINTENANCE_ORDERS = ("ORD-3001", "ORD-3002", "ORD-3003")
+
+
+def maintenance_window() -> list[Step]:
+    """The ERP is paused for an upgrade; the storefront keeps selling and the warehouse keeps counting."""
+    return [
+        *(
+            step("order.created", order_v2(order_id, [("MUG-BLUE", 1)]), "during the ERP window", version=2)
+            for order_id in MAINTENANCE_ORDERS
+        ),
+        step(
+            "inventory.adjusted",
+            {"sku": "MUG-BLUE", "location": "BER-1", "delta": 4, "reason": "receipt", "sequence": 100},
+            "goods receipt",
+            producer="wms",
+        ),
+    ]
+
+
 def day() -> list[tuple[str, list[Step]]]:
     """The phases of the day, in order, each with its events."""
     return [

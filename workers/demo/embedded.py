@@ -21,7 +21,8 @@ from sqlalchemy import Connection, Engine, func, select
 from workers.deadletters.drain import drain_memory
 from workers.delivery.fake import FakeDownstream
 from workers.demo.day import day, erp_answers
-from workers.fleet import Fleet, middleware, register_actors, topology
+from workers.demo.stage import Stage
+from workers.fleet import Fleet, middleware, register_actors, relay, topology
 from workers.flows import FLOWS
 from workers.messaging.memory_broker import MemoryBroker
 from workers.observability.metrics import Outcomes
@@ -29,7 +30,7 @@ from workers.settings import DOWNSTREAM_SYSTEMS, Settings
 from workers.store.archive.records import DeadLetterFilter, list_dead_letters
 from workers.store.books.inventory import SqlStockBook
 from workers.store.db import make_engine, migrate
-from workers.store.tables import orders, payments, prices, products, returns, shipments, stock_levels
+from workers.store.tables import deliveries, orders, payments, prices, products, returns, shipments, stock_levels
 
 SUMMARY_OUTCOMES = ("processed", "duplicate", "stale", "retried", "dead_lettered")
 
@@ -41,6 +42,11 @@ def demo_settings(database_url: str) -> Settings:
         retry_min_backoff_ms=50,
         retry_max_backoff_ms=400,
         retry_window_seconds=60,
+        # The relay's retries are quick too, and an ERP that stays down is given up on after 2 s.
+        delivery_min_backoff_ms=50,
+        delivery_max_backoff_ms=400,
+        erp_delivery_budget_seconds=2,
+        breaker_cooldown_seconds=0.3,
     )
 
 
@@ -72,20 +78,18 @@ def run(print_line: Any = print, *, database: Path | None = None) -> dict[str, A
         broker = MemoryBroker(routes=dict(plan.routes), middleware=middleware(settings, outcomes))
         fleet = Fleet(settings=settings, broker=broker, engine=engine, downstream=systems, outcomes=outcomes)
         register_actors(fleet)
+        sender = relay(settings, engine, systems, fleet.wakeup)
         worker = Worker(broker, worker_threads=4, worker_timeout=50)
         worker.start()
+        stage = Stage(engine, broker, tuple(plan.routes), settings.exchange, sender, print_line)
         try:
             for phase, steps in day():
-                print_line(f"{phase}: publishing {len(steps)} envelopes to {settings.exchange}")
-                for routing_key, body, note in steps:
-                    broker.publish(settings.exchange, routing_key, body, {})
-                    print_line(f"  {routing_key:<20} {note}")
-                for queue in plan.routes:
-                    broker.join(queue, timeout=60_000, settle_ms=200)
+                stage.run_phase(phase, steps)
+            window = stage.maintenance_window(systems["erp"])
         finally:
             worker.stop()
         drain_memory(broker, engine, fleet.dead_letter_queues())
-        summary = _summary(engine, outcomes, systems)
+        summary = _summary(engine, outcomes, systems) | {"maintenance_window": window}
         engine.dispose()
     _print_summary(summary, print_line)
     return summary
@@ -98,6 +102,14 @@ def _summary(engine: Engine, outcomes: Outcomes, systems: Mapping[str, FakeDowns
     with engine.connect() as connection:
         dead, _total = list_dead_letters(connection, DeadLetterFilter(), limit=100)
         state = _state(connection)
+        sent = connection.execute(
+            select(deliveries.c.system, deliveries.c.status, func.count())
+            .group_by(deliveries.c.system, deliveries.c.status)
+            .order_by(deliveries.c.system, deliveries.c.status)
+        ).all()
+    by_system: dict[str, dict[str, int]] = defaultdict(dict)
+    for system, status, n in sent:
+        by_system[str(system)][str(status)] = int(n)
     return {
         "flows": flows,
         "outcomes": {outcome: sum(counts.get(outcome, 0) for counts in flows.values()) for outcome in SUMMARY_OUTCOMES},
@@ -105,6 +117,7 @@ def _summary(engine: Engine, outcomes: Outcomes, systems: Mapping[str, FakeDowns
         "downstream": {
             name: {"effects": len(system.applied), "requests": len(system.requests)} for name, system in systems.items()
         },
+        "deliveries": dict(by_system),
         "erp_order_exports": sum(1 for key in systems["erp"].applied if key.startswith("order-export:")),
         "dead_letters": [
             {
@@ -177,6 +190,17 @@ def _print_summary(summary: dict[str, Any], print_line: Any) -> None:
     print_line("downstream (effects applied / requests sent):")
     for name, counts in summary["downstream"].items():
         print_line(f"  {name:<9} {counts['effects']} / {counts['requests']}")
+    print_line("outbox (deliveries by status):")
+    for name, counts in summary["deliveries"].items():
+        print_line(f"  {name:<9} " + ", ".join(f"{status} {n}" for status, n in counts.items()))
+    window = summary.get("maintenance_window")
+    if window:
+        print_line(
+            f"maintenance window: {window['orders_reserved']} orders reserved while the ERP was paused, "
+            f"{window['erp_requests_while_paused']} ERP requests meanwhile, {window['erp_backlog_at_resume']} "
+            f"deliveries waiting at resume, {len(window['erp_exported_after_resume'])} orders exported after it, "
+            f"{window['erp_backlog_after']} left"
+        )
     print_line(f"Dead-letter archive ({len(summary['dead_letters'])} open):")
     for dead in summary["dead_letters"]:
         print_line(f"  [{dead['flow']}/{dead['stage']}] attempts={dead['attempts']} {dead['reason'][:140]}")

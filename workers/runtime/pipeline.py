@@ -2,21 +2,23 @@
 
 A replayed copy (workers.messaging.replay_headers) also records its outcome, applied or duplicate, against the
 replay that sent it, in the transaction of the dedup claim: the outcome commits with the effect.
+
+The handler's downstream ports are outbox recorders bound to that same transaction: a request becomes a
+delivery row that commits with the effect, and the relay (workers.delivery) sends it after the commit.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from contracts.envelope import decode_envelope
-from contracts.registry import ContractRegistry
-from handlers.downstream import Downstream
+from contracts.registry import ContractRegistry, ParsedEvent
 from handlers.outcomes import Stale
 from workers.failures import EventExpired
 from workers.flows.flow import Flow
@@ -25,6 +27,7 @@ from workers.messaging.replay_headers import ReplayMark
 from workers.observability.metrics import Outcomes, replays_total
 from workers.store.archive.outcomes import APPLIED, DUPLICATE, record_replay_outcome
 from workers.store.dedup import claim, was_applied
+from workers.store.outbox.recorder import Cause, OutboxRecorder
 
 
 class FlowPipeline:
@@ -36,14 +39,14 @@ class FlowPipeline:
         *,
         registry: ContractRegistry,
         engine: Engine,
-        downstream: Mapping[str, Downstream],
         outcomes: Outcomes,
         max_event_age: timedelta,
+        deliveries_recorded: Callable[[], None] = lambda: None,
     ) -> None:
         self.flow = flow
         self.registry = registry
         self.engine = engine
-        self.downstream = downstream
+        self.deliveries_recorded = deliveries_recorded
         self.outcomes = outcomes
         self.max_event_age = max_event_age
         self.__name__ = flow.name
@@ -88,14 +91,30 @@ class FlowPipeline:
                 message_id=envelope.message_id,
                 version=envelope.version,
             )
-            result = self.flow.apply(parsed, connection, self.downstream) if first else None
+            recorders = self._recorders(connection, parsed)
+            result = self.flow.apply(parsed, connection, recorders) if first else None
             replayed = replay is not None and record_replay_outcome(connection, replay, APPLIED if first else DUPLICATE)
+        if any(recorder.recorded for recorder in recorders.values()):
+            self.deliveries_recorded()
         self._replayed(replayed, APPLIED if first else DUPLICATE)
         self.outcomes.record(message.options, "processed" if first else "duplicate")
         if first:
             self.outcomes.applied(self.flow.name, started, envelope.occurred_at)
         if isinstance(result, Stale):
             self.outcomes.stale(message.options, result.reason)
+
+    def _recorders(self, connection: Connection, parsed: ParsedEvent) -> dict[str, OutboxRecorder]:
+        """One outbox recorder per system the flow calls, bound to the dedup claim's transaction."""
+        envelope = parsed.envelope
+        cause = Cause(
+            self.flow.name,
+            envelope.contract,
+            envelope.version,
+            envelope.message_id,
+            parsed.dedup_key,
+            parsed.business_keys,
+        )
+        return {system: OutboxRecorder(connection, system, cause) for system in self.flow.systems}
 
     def _replayed(self, recorded: bool, result: str) -> None:
         if recorded:

@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 
 from handlers.errors import PermanentError
 from tests.support.envelopes import envelope, message_id_of, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import Cli, FleetRun
-from workers.delivery.fake import FakeDownstream
 from workers.demo import embedded as demo
 from workers.failures import classify
 from workers.messaging.dead_letters import archive_record, dead_letter_headers, dead_letter_id
@@ -25,9 +25,9 @@ BROKEN_EMAIL = "broken.secret@example.com"
 
 
 @pytest.fixture
-def archived(fleet: FleetRun, erp: FakeDownstream) -> dict[str, dict[str, Any]]:
-    """An archive filled by the pipeline: an ERP-refused order (with personal data) and a truncated body."""
-    erp.responder = lambda *_: 400
+def archived(fleet: FleetRun, faults: PortFaults) -> dict[str, dict[str, Any]]:
+    """An archive filled by the pipeline: an order refused in its handler (with personal data) and a truncated body."""
+    faults.responder = lambda *_: 400
     refused = envelope(order_v2("ORD-300", email=SECRET_EMAIL, name="Ana Geheimnis"), message_id="msg-refused-by-erp")
     truncated = b'{"message_id": "msg-cut", "data": {"customer": {"email": "' + BROKEN_EMAIL.encode() + b'"'
     fleet.run(refused, truncated)
@@ -352,10 +352,20 @@ def test_the_demo_runs_a_day_across_all_six_flows_showing_every_outcome_and_fail
         assert outcomes[outcome] > 0, outcome
     assert all(counts["processed"] > 0 for counts in summary["flows"].values()), summary["flows"]
     assert set(summary["flows"]) == {"orders", "inventory", "payments", "fulfillment", "returns", "catalog"}
-    assert {"decode", "contract", "handler", "expired"} <= {d["stage"] for d in summary["dead_letters"]}
-    assert outcomes["dead_lettered"] == len(summary["dead_letters"])
-    assert summary["erp_order_exports"] == sum(summary["orders_by_status"].values())
+    assert {"decode", "contract", "handler", "expired", "delivery"} <= {d["stage"] for d in summary["dead_letters"]}
+    refused_deliveries = [d for d in summary["dead_letters"] if d["stage"] == "delivery"]
+    assert outcomes["dead_lettered"] == len(summary["dead_letters"]) - len(refused_deliveries)
+    assert {d["flow"] for d in refused_deliveries} == {"orders"}, "the refused and the never-reachable order export"
+    assert summary["erp_order_exports"] == sum(summary["orders_by_status"].values()) - len(refused_deliveries), (
+        "every order is kept; those whose export the ERP refused or never took wait as delivery dead letters"
+    )
     assert summary["downstream"]["erp"]["requests"] > summary["downstream"]["erp"]["effects"]
+    window = summary["maintenance_window"]
+    assert window["orders_reserved"] == 3, "the ERP's maintenance window reserves every order placed during it"
+    assert window["erp_requests_while_paused"] == 0
+    assert window["erp_backlog_at_resume"] == 3 and window["erp_backlog_after"] == 0
+    assert sorted(window["erp_exported_after_resume"]) == [f"order-export:ORD-300{n}" for n in (1, 2, 3)]
+    assert summary["deliveries"]["channels"]["superseded"] > 0, "availability backlogs carry only the latest value"
     assert all(level["available"] >= 0 and level["reserved"] <= level["on_hand"] for level in summary["stock"].values())
     assert summary["captured_minor"] == 3998 + 5997, (
         "both partial captures applied, and the one published before its authorization (retried if it won the race)"

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from tests.support.envelopes import envelope, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import Cli, FleetRun
 from workers.cli.dlq import replay as dlq_replay
-from workers.delivery.fake import FakeDownstream
 from workers.store.tables import dead_letter_actions, dead_letters
 
 SECRET = "ana.secret@example.com"
@@ -33,7 +33,7 @@ def cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
 
 
 class Erp:
-    def __init__(self, fake: FakeDownstream) -> None:
+    def __init__(self, fake: PortFaults) -> None:
         self.refused: set[str] = set()
         fake.responder = self.answer
 
@@ -42,8 +42,9 @@ class Erp:
 
 
 @pytest.fixture
-def erp_rules(erp: FakeDownstream) -> Erp:
-    return Erp(erp)
+def erp_rules(faults: PortFaults) -> Erp:
+    """The ERP port fails inside the handler (a message-level failure, as these replay stories need)."""
+    return Erp(faults)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from contracts.published import REGISTRY
 from tests.support.envelopes import envelope, message_id_of, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRun
 from workers.deadletters.replay import MAX_REFUSED_IN_A_ROW, Replayer, ReplayError
 from workers.deadletters.report import ReplayOptions
@@ -30,7 +31,7 @@ NO_WAIT = ReplayOptions(wait=0)
 class Erp:
     """Refuses (400) orders whose id is in `refused`, answers `status` for those in `failing`, accepts the rest."""
 
-    def __init__(self, fake: FakeDownstream) -> None:
+    def __init__(self, fake: PortFaults) -> None:
         self.refused: set[str] = set()
         self.failing: dict[str, int] = {}
         fake.responder = self.answer
@@ -43,8 +44,9 @@ class Erp:
 
 
 @pytest.fixture
-def erp_rules(erp: FakeDownstream) -> Erp:
-    return Erp(erp)
+def erp_rules(faults: PortFaults) -> Erp:
+    """The ERP port fails inside the handler (a message-level failure, as these replay stories need)."""
+    return Erp(faults)
 
 
 class Publisher:

@@ -17,9 +17,9 @@ from pydantic import SecretStr
 
 from handlers.errors import Throttled, TransientError
 from tests.support.envelopes import envelope, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRunner
 from workers.delivery import rate_limit
-from workers.delivery.fake import FakeDownstream
 from workers.delivery.http import HttpDownstream
 from workers.delivery.rate_limit import SLOT_MS, SLOTS, LocalStore, RateLimit, RateLimits, RedisStore
 from workers.delivery.responses import raise_for_status
@@ -395,8 +395,10 @@ def test_closing_an_adapter_closes_the_redis_connection_of_its_limit(redis_serve
 # --- the failure policy: throttled tries have their own cap -----------------------------------------
 
 
-def statuses(erp: FakeDownstream) -> list[int]:
-    return [status for _path, _key, status in erp.requests]
+def statuses(faults: PortFaults) -> list[int]:
+    """What a dependency that throttles inside the handler answered (the relay's own throttling is tested
+    with the relay): the message-level cap still guards every handler that can be told to slow down."""
+    return [status for _path, _key, status in faults.requests]
 
 
 def answers(*script: int) -> Callable[[str, Any, str, int], int]:
@@ -405,40 +407,40 @@ def answers(*script: int) -> Callable[[str, Any, str, int], int]:
 
 
 def test_a_throttled_message_is_retried_without_spending_its_attempts(
-    fleet_runner: FleetRunner, erp: FakeDownstream
+    fleet_runner: FleetRunner, faults: PortFaults
 ) -> None:
-    erp.responder = answers(429, 429, 429, 429)  # 4 throttles: more than the 3 attempts, within the cap of 4
+    faults.responder = answers(429, 429, 429, 429)  # 4 throttles: more than the 3 attempts, within the cap of 4
     fleet = fleet_runner()
 
     fleet.run(envelope(order_v2("ORD-300")))
 
-    assert statuses(erp) == [429, 429, 429, 429, 200]
-    assert list(erp.applied) == ["order-export:ORD-300"]
+    assert statuses(faults) == [429, 429, 429, 429, 200]
+    assert list(fleet.systems["erp"].applied) == ["order-export:ORD-300"]
     assert (fleet.tally("processed"), fleet.tally("retried"), fleet.tally("dead_lettered")) == (1, 4, 0)
     assert fleet.dead_letters() == []
 
 
 def test_throttles_and_server_errors_each_count_against_their_own_cap(
-    fleet_runner: FleetRunner, erp: FakeDownstream
+    fleet_runner: FleetRunner, faults: PortFaults
 ) -> None:
-    erp.responder = answers(429, 503, 429, 503, 429)  # 5 failures, but only 2 of the 3 attempts spent
+    faults.responder = answers(429, 503, 429, 503, 429)  # 5 failures, but only 2 of the 3 attempts spent
     fleet = fleet_runner()
 
     fleet.run(envelope(order_v2("ORD-301")))
 
-    assert statuses(erp) == [429, 503, 429, 503, 429, 200]
+    assert statuses(faults) == [429, 503, 429, 503, 429, 200]
     assert (fleet.tally("processed"), fleet.tally("dead_lettered")) == (1, 0)
 
 
 def test_a_message_throttled_past_the_cap_is_dead_lettered_saying_how_often_and_by_whom(
-    fleet_runner: FleetRunner, erp: FakeDownstream
+    fleet_runner: FleetRunner, faults: PortFaults
 ) -> None:
-    erp.responder = lambda *_: 429
+    faults.responder = lambda *_: 429
     fleet = fleet_runner()
 
     fleet.run(envelope(order_v2("ORD-302")))
 
-    assert statuses(erp) == [429] * (MAX_THROTTLED + 1)
+    assert statuses(faults) == [429] * (MAX_THROTTLED + 1)
     [dead] = fleet.dead_letters()
     assert dead["stage"] == "handler"
     assert dead["error_type"] == "Throttled"
@@ -446,18 +448,18 @@ def test_a_message_throttled_past_the_cap_is_dead_lettered_saying_how_often_and_
         f"throttled {MAX_THROTTLED + 1} times by erp; final error: erp POST /orders answered 429"
     )
     assert dead["attempts"] == MAX_THROTTLED + 1
-    assert list(erp.applied) == []
+    assert list(fleet.systems["erp"].applied) == []
 
 
 def test_an_exhausted_budget_still_dead_letters_after_its_attempts_and_counts_every_try(
-    fleet_runner: FleetRunner, erp: FakeDownstream
+    fleet_runner: FleetRunner, faults: PortFaults
 ) -> None:
-    erp.responder = answers(503, 429, 503, 503)
+    faults.responder = answers(503, 429, 503, 503)
     fleet = fleet_runner()
 
     fleet.run(envelope(order_v2("ORD-303")))
 
-    assert statuses(erp) == [503, 429, 503, 503]
+    assert statuses(faults) == [503, 429, 503, 503]
     [dead] = fleet.dead_letters()
     assert (
         dead["error_message"] == "retry budget exhausted after 3 attempts; final error: erp POST /orders answered 503"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.support.envelopes import envelope, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRunner
-from workers.delivery.fake import FakeDownstream
 from workers.observability.logs import QUIET_LOGGERS, configure_logging
 
 EMAIL = "ada.lovelace@example.com"
@@ -38,10 +38,10 @@ def entries(stream: io.StringIO) -> list[dict[str, Any]]:
 
 
 def test_a_processed_and_a_dead_lettered_message_log_json_lines_with_their_ids_and_no_body(
-    fleet_runner: FleetRunner, erp: FakeDownstream, log_lines: io.StringIO
+    fleet_runner: FleetRunner, faults: PortFaults, log_lines: io.StringIO
 ) -> None:
     fleet = fleet_runner()
-    erp.responder = lambda _path, _payload, key, _attempt: 400 if "ORD-8002" in key else 200
+    faults.responder = lambda _path, _payload, key, _attempt: 400 if "ORD-8002" in key else 200
     processed = envelope(order_v2("ORD-8001", email=EMAIL, name=NAME), message_id="msg-8001")
     refused = envelope(order_v2("ORD-8002", email=EMAIL, name=NAME), message_id="msg-8002")
 
@@ -66,11 +66,11 @@ def test_a_processed_and_a_dead_lettered_message_log_json_lines_with_their_ids_a
 
 
 def test_the_text_format_names_the_message_too(
-    fleet_runner: FleetRunner, erp: FakeDownstream, log_lines: io.StringIO
+    fleet_runner: FleetRunner, faults: PortFaults, log_lines: io.StringIO
 ) -> None:
     configure_logging(json=False, level="INFO", stream=log_lines)
     fleet = fleet_runner()
-    erp.responder = lambda *_: 400
+    faults.responder = lambda *_: 400
 
     fleet.run(envelope(order_v2("ORD-8003", email=EMAIL, name=NAME), message_id="msg-8003"))
 

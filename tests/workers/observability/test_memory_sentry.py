@@ -15,6 +15,7 @@ from sentry_sdk.transport import Transport
 
 from handlers.errors import PermanentError
 from tests.support.envelopes import envelope, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRunner
 from workers.delivery.fake import FakeDownstream
 from workers.messaging.memory_broker import MemoryBroker
@@ -105,7 +106,7 @@ def refuse_echoing_everything(_path: str, payload: Mapping[str, Any], _key: str,
 def test_a_dead_lettered_order_reaches_sentry_tagged_and_with_no_personal_data_or_secret_anywhere(
     fleet_runner: FleetRunner,
     settings: Settings,
-    erp: FakeDownstream,
+    faults: PortFaults,
     sentry_transport: CapturingTransport,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -113,7 +114,7 @@ def test_a_dead_lettered_order_reaches_sentry_tagged_and_with_no_personal_data_o
     assert init_sentry(settings, transport=sentry_transport)
     fleet = fleet_runner()  # the broker is created after Sentry, as workers.cli.worker does it
     assert any(type(m).__name__ == "SentryMiddleware" for m in fleet.broker.middleware)
-    erp.responder = refuse_echoing_everything
+    faults.responder = refuse_echoing_everything
     body = envelope(order_with_personal_data("ORD-7001"), message_id="msg-7001")
 
     assert fleet.run(body) == 1
@@ -142,11 +143,11 @@ def test_a_dead_lettered_order_reaches_sentry_tagged_and_with_no_personal_data_o
 
 
 def test_a_retry_that_then_succeeds_sends_nothing_to_sentry(
-    fleet_runner: FleetRunner, settings: Settings, erp: FakeDownstream, sentry_transport: CapturingTransport
+    fleet_runner: FleetRunner, settings: Settings, faults: PortFaults, sentry_transport: CapturingTransport
 ) -> None:
     assert init_sentry(settings, transport=sentry_transport)
     fleet = fleet_runner()
-    erp.responder = lambda _path, _payload, _key, attempt: 503 if attempt == 1 else 200
+    faults.responder = lambda _path, _payload, _key, attempt: 503 if attempt == 1 else 200
 
     fleet.run(envelope(order_with_personal_data("ORD-7002")))
 
@@ -164,3 +165,31 @@ def test_without_a_dsn_sentry_is_not_started_and_the_broker_gets_no_sentry_middl
 
     assert not sentry_sdk.get_client().is_active()
     assert not any(type(m).__name__ == "SentryMiddleware" for m in fleet.broker.middleware)
+
+
+def test_a_delivery_dead_letter_reaches_sentry_once_grouped_by_its_fingerprint_without_the_request(
+    fleet_runner: FleetRunner,
+    settings: Settings,
+    erp: FakeDownstream,
+    sentry_transport: CapturingTransport,
+) -> None:
+    assert init_sentry(settings, transport=sentry_transport)
+    fleet = fleet_runner()
+    erp.responder = lambda *_: 400
+
+    fleet.run(envelope(order_with_personal_data("ORD-7003"), message_id="msg-7003"))
+
+    [dead] = fleet.dead_letters()
+    [event] = sentry_transport.events()
+    assert dead["stage"] == "delivery"
+    assert event["fingerprint"] == ["flowfleet-dead-letter", dead["fingerprint"]]
+    assert {k: event["tags"][k] for k in ("stage", "flow", "system", "message_id", "dedup_key")} == {
+        "stage": "delivery",
+        "flow": "orders",
+        "system": "erp",
+        "message_id": "msg-7003",
+        "dedup_key": "ORD-7003",
+    }
+    everything = sentry_transport.everything()
+    for value in (*PERSONAL, *SECRETS):
+        assert value not in everything, f"{value!r} left the process"

@@ -10,6 +10,7 @@ from dramatiq import Message
 from sqlalchemy.exc import OperationalError
 
 from tests.support.envelopes import envelope, message_id_of, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRun, FleetRunner
 from workers.deadletters.drain import drain_memory
 from workers.delivery.fake import FakeDownstream
@@ -76,9 +77,9 @@ class UnreachableArchive:
 
 
 def test_a_retry_that_cannot_be_enqueued_hands_the_message_back_and_it_is_applied_once(
-    fleet_runner: FleetRunner, erp: FakeDownstream
+    fleet_runner: FleetRunner, erp: FakeDownstream, faults: PortFaults
 ) -> None:
-    erp.responder = lambda _path, _payload, _key, attempt: 503 if attempt == 1 else 200
+    faults.responder = lambda _path, _payload, _key, attempt: 503 if attempt == 1 else 200
     fleet = fleet_runner(RetryEnqueueFailsOnce)
     broker = fleet.broker
     assert isinstance(broker, RetryEnqueueFailsOnce)
@@ -87,7 +88,7 @@ def test_a_retry_that_cannot_be_enqueued_hands_the_message_back_and_it_is_applie
 
     assert broker.refusals >= 1
     assert len(broker.redeliveries("orders")) == 1, "the message must go back to its queue, not be acked"
-    assert [status for *_, status in erp.requests] == [503, 200]
+    assert [status for *_, status in faults.requests] == [503, 200]
     assert list(erp.applied) == ["order-export:ORD-200"]
     assert list(fleet.orders()) == ["ORD-200"]
     assert fleet.reserved("TEE-RED-M", "BER-1") == 1
@@ -107,9 +108,9 @@ def _not_json() -> bytes:
     ("build", "stage"), [(_refused_by_erp, "handler"), (_not_json, "decode")], ids=["erp-400", "not-json"]
 )
 def test_a_dead_letter_that_cannot_be_published_hands_the_message_back_and_it_is_archived_once(
-    fleet_runner: FleetRunner, erp: FakeDownstream, build: Any, stage: str
+    fleet_runner: FleetRunner, faults: PortFaults, build: Any, stage: str
 ) -> None:
-    erp.responder = lambda *_: 400
+    faults.responder = lambda *_: 400
     fleet = fleet_runner(DeadLetterFailsOnce)
     broker = fleet.broker
     assert isinstance(broker, DeadLetterFailsOnce)
@@ -127,9 +128,9 @@ def test_a_dead_letter_that_cannot_be_published_hands_the_message_back_and_it_is
 
 
 def test_an_exhausted_retry_whose_dead_letter_cannot_be_published_is_still_archived_once(
-    fleet_runner: FleetRunner, erp: FakeDownstream
+    fleet_runner: FleetRunner, erp: FakeDownstream, faults: PortFaults
 ) -> None:
-    erp.responder = lambda *_: 503
+    faults.responder = lambda *_: 503
     fleet = fleet_runner(DeadLetterFailsOnce)
 
     fleet.run(envelope(order_v2("ORD-203")))
@@ -142,9 +143,9 @@ def test_an_exhausted_retry_whose_dead_letter_cannot_be_published_is_still_archi
 
 
 def test_a_dead_letter_whose_confirm_was_lost_is_archived_once_after_redelivery(
-    fleet_runner: FleetRunner, erp: FakeDownstream
+    fleet_runner: FleetRunner, faults: PortFaults
 ) -> None:
-    erp.responder = lambda *_: 400
+    faults.responder = lambda *_: 400
     fleet = fleet_runner(DeadLetterConfirmLostOnce)
     body = envelope(order_v2("ORD-204"))
 

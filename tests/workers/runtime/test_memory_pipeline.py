@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY as METRICS
 
 from tests.support.envelopes import envelope, message_id_of, order_v1, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRun
 from workers.delivery.fake import FakeDownstream
 
@@ -191,13 +192,15 @@ def test_an_erp_that_answers_503_twice_then_200_gets_one_export_under_one_idempo
     assert {key for _path, key, _status in erp.requests} == {"order-export:ORD-108"}
     assert list(erp.applied) == ["order-export:ORD-108"]
     assert list(fleet.orders()) == ["ORD-108"]
-    assert fleet.reserved("TEE-RED-M", "BER-1") == 2, "the failed attempts' reservations must roll back"
-    assert (fleet.tally("retried"), fleet.tally("processed"), fleet.tally("dead_lettered")) == (2, 1, 0)
-    assert messages_total("retried") - retried_before == 2
+    assert fleet.reserved("TEE-RED-M", "BER-1") == 2, "the ERP's 503s never touch the reservation"
+    assert (fleet.tally("retried"), fleet.tally("processed"), fleet.tally("dead_lettered")) == (0, 1, 0), (
+        "the relay retries the delivery; the message itself was applied once, at the first attempt"
+    )
+    assert messages_total("retried") - retried_before == 0
     assert fleet.dead_letters() == []
 
 
-def test_an_erp_refusal_is_dead_lettered_at_handler_on_the_first_attempt_and_nothing_is_kept(
+def test_an_erp_refusal_keeps_the_order_and_makes_its_export_a_delivery_dead_letter_with_the_events_keys(
     fleet: FleetRun, erp: FakeDownstream
 ) -> None:
     erp.responder = by_attempt(400)
@@ -206,33 +209,53 @@ def test_an_erp_refusal_is_dead_lettered_at_handler_on_the_first_attempt_and_not
     fleet.run(body)
 
     [dead] = fleet.dead_letters()
-    assert (dead["stage"], dead["attempts"], dead["error_type"]) == ("handler", 1, "PermanentError")
+    assert (dead["stage"], dead["attempts"], dead["error_type"]) == ("delivery", 1, "PermanentError")
     assert "answered 400" in dead["error_message"]
     assert (dead["dedup_key"], dead["business_keys"]) == ("ORD-109", {"order_id": "ORD-109"})
+    assert (dead["flow"], dead["queue"], dead["contract"]) == ("orders", "outbox.erp", "order.created")
     assert dead["message_id"] == message_id_of(body)
+    assert json.loads(dead["body"])["order_id"] == "ORD-109", "the archived body is the request the ERP refused"
+    assert dead["headers"]["idempotency_key"] == "order-export:ORD-109"
     assert statuses(erp) == [400]
-    assert fleet.orders() == {}
-    assert fleet.reserved("MUG-BLUE", "BER-1") == 0
-    assert fleet.tally("retried") == 0
+    assert list(fleet.orders()) == ["ORD-109"], "the order is applied; only its export waits for an operator"
+    assert fleet.reserved("MUG-BLUE", "BER-1") == 4
+    assert (fleet.tally("retried"), fleet.tally("processed"), fleet.tally("dead_lettered")) == (0, 1, 0)
 
 
-def test_an_erp_that_stays_down_is_dead_lettered_after_the_budget_with_the_final_attempts_error(
+def test_an_erp_that_stays_down_keeps_the_order_reserved_with_its_export_pending_and_no_dead_letter(
     fleet: FleetRun, erp: FakeDownstream
 ) -> None:
     erp.responder = by_attempt(503, 502, 504)
 
     fleet.run(envelope(order_v2("ORD-110")))
 
+    assert list(fleet.orders()) == ["ORD-110"]
+    assert fleet.reserved("TEE-RED-M", "BER-1") == 2
+    assert fleet.dead_letters() == []
+    assert len(statuses(erp)) >= 3 and set(statuses(erp)[2:]) == {504}
+    assert erp.applied == {}
+    assert (fleet.tally("retried"), fleet.tally("dead_lettered"), fleet.tally("processed")) == (0, 0, 1)
+
+
+def test_an_export_whose_delivery_budget_is_spent_is_a_delivery_dead_letter_with_the_final_error(
+    fleet_runner: Callable[..., FleetRun], settings: Any, erp: FakeDownstream
+) -> None:
+    settings.erp_delivery_budget_seconds = 1
+    settings.breaker_threshold = 1000  # this test is about the budget, not the breaker
+    fleet = fleet_runner()
+    erp.responder = by_attempt(503, 502, 504)
+
+    fleet.run(envelope(order_v2("ORD-110")))
+    fleet.deliver(timeout=5)
+
     [dead] = fleet.dead_letters()
-    assert dead["stage"] == "handler"
-    assert dead["attempts"] == fleet.settings.max_attempts == 3
-    assert "retry budget exhausted after 3 attempts" in dead["error_message"]
+    assert (dead["stage"], dead["error_type"]) == ("delivery", "DeliveryBudgetSpent")
+    assert "delivery budget of 1 s spent" in dead["error_message"]
     assert "answered 504" in dead["error_message"]
     assert "503" not in dead["error_message"] and "502" not in dead["error_message"]
+    assert dead["attempts"] == len(erp.requests) >= 3
     assert dead["first_failed_at"] < dead["last_failed_at"]
-    assert statuses(erp) == [503, 502, 504]
-    assert fleet.orders() == {}
-    assert (fleet.tally("retried"), fleet.tally("dead_lettered"), fleet.tally("processed")) == (2, 1, 0)
+    assert list(fleet.orders()) == ["ORD-110"]
 
 
 def test_an_event_older_than_the_flows_max_age_is_dead_lettered_as_expired_and_not_applied(
@@ -262,8 +285,10 @@ def test_a_late_copy_of_an_event_applied_in_time_is_a_duplicate_not_a_dead_lette
     assert list(erp.applied) == ["order-export:ORD-113"]
 
 
-def test_a_failing_message_does_not_hold_up_the_messages_behind_it(fleet: FleetRun, erp: FakeDownstream) -> None:
-    erp.responder = lambda _path, payload, _key, _attempt: 503 if payload["order_id"] == "ORD-STUCK" else 200
+def test_a_failing_message_does_not_hold_up_the_messages_behind_it(
+    fleet: FleetRun, erp: FakeDownstream, faults: PortFaults
+) -> None:
+    faults.responder = lambda _path, payload, _key, _attempt: 503 if payload["order_id"] == "ORD-STUCK" else 200
     good = [f"ORD-12{n}" for n in range(5)]
 
     fleet.run(
@@ -279,8 +304,8 @@ def test_a_failing_message_does_not_hold_up_the_messages_behind_it(fleet: FleetR
     assert fleet.tally("processed") == 5
 
 
-def test_a_dead_letter_names_the_contract_version_and_keys_it_could_read(fleet: FleetRun, erp: FakeDownstream) -> None:
-    erp.responder = by_attempt(400)
+def test_a_dead_letter_names_the_contract_version_and_keys_it_could_read(fleet: FleetRun, faults: PortFaults) -> None:
+    faults.responder = by_attempt(400)
     body = envelope(order_v2("ORD-113"))
 
     fleet.run(body)

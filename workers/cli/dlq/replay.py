@@ -19,6 +19,7 @@ from contracts.published import REGISTRY
 from workers.cli.command import CommandError, Subparsers, runs
 from workers.cli.dlq.archive import archive_engine, masked, shown
 from workers.cli.dlq.arguments import actor_of, filters, write_arguments, write_selection
+from workers.cli.dlq.deliveries import DELIVERY, repair_delivery, replay_deliveries
 from workers.cli.dlq.render import MAX_LISTED, print_report, progress_bar
 from workers.cli.output import dump_json, print_json
 from workers.deadletters.preflight import ALREADY_APPLIED, STILL_FAILING, WOULD_PASS, check
@@ -72,6 +73,8 @@ def dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     if not args.reason and not args.dry_run:
         raise CommandError("a replay needs --reason (it is recorded in the audit trail)")
     where = write_selection(args)
+    if replay_deliveries(args, settings, where):
+        return 0  # only delivery dead letters were selected: they are back in the outbox
     if args.dry_run:
         return _replay_dry_run(args, settings, where)
     if args.canary < 0:
@@ -158,6 +161,8 @@ def dlq_repair(args: argparse.Namespace, settings: Settings) -> int:
                 f"dead letter #{args.id} is {record['status']}, not open"
                 + (f": repair its newest copy, #{record['replayed_as'][-1]}" if record["replayed_as"] else "")
             )
+        if record["stage"] == DELIVERY:
+            return repair_delivery(engine, args, patch)
         try:
             repaired = repair(record, patch, REGISTRY)
         except RepairRefused as error:

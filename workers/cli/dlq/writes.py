@@ -13,6 +13,7 @@ from workers.cli.command import Subparsers, runs
 from workers.cli.dlq.archive import archive_engine
 from workers.cli.dlq.arguments import actor_of, filters, parse_moment, write_arguments, write_selection
 from workers.cli.dlq.render import report_change
+from workers.deadletters import redelivery
 from workers.settings import Settings
 from workers.store.archive.actions import DISCARD, FINISHED, PURGE, RESTORE, create_action
 from workers.store.archive.moves import purge, purgeable
@@ -57,6 +58,7 @@ def dlq_discard(args: argparse.Namespace, settings: Settings) -> int:
                 statuses=(OPEN, DISCARDED),
                 event="discarded",
             )
+            redelivery.suppress_discarded(connection, moved)  # a discarded delivery is never sent
     return report_change(args, "discarded", moved, action_id=action_id, skipped=sorted(set(ids) - set(moved)))
 
 
@@ -103,6 +105,7 @@ def dlq_restore(args: argparse.Namespace, settings: Settings) -> int:
                 statuses=(DISCARDED, OPEN),
                 event="restored",
             )
+            redelivery.hold_restored(connection, moved)
     return report_change(args, "restored", moved, action_id=action_id, skipped=sorted(set(ids) - set(moved)))
 
 

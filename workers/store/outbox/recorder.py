@@ -1,0 +1,85 @@
+"""The handlers' Downstream port inside the runtime: a request becomes a delivery row in the effect's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from handlers.errors import PermanentError
+from workers.store.outbox.keys import ordering_key, supersede_key
+from workers.store.outbox.status import PENDING, SUPERSEDED
+from workers.store.tables import deliveries
+
+
+@dataclass(frozen=True)
+class Cause:
+    """The event a delivery comes from: found by it, shown with it, dead-lettered under it."""
+
+    flow: str
+    contract: str
+    version: int
+    message_id: str
+    dedup_key: str
+    business_keys: Mapping[str, str] = field(default_factory=dict)
+
+
+class OutboxRecorder:
+    """Records each `post` as a pending delivery to `system`; nothing is sent until the relay takes it."""
+
+    def __init__(self, connection: Connection, system: str, cause: Cause) -> None:
+        self.connection = connection
+        self.system = system
+        self.cause = cause
+        self.recorded = 0
+
+    def post(self, path: str, payload: Mapping[str, Any], *, idempotency_key: str) -> None:
+        body = _json_body(self.system, path, payload)
+        now = datetime.now(UTC)
+        replaces = supersede_key(self.system, path, body)
+        if replaces is not None:
+            self.connection.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.supersede_key == replaces,
+                    deliveries.c.status == PENDING,
+                    deliveries.c.lease_owner.is_(None) | (deliveries.c.lease_expires_at < now),
+                )
+                .values(status=SUPERSEDED, finished_at=now)
+            )
+        self.connection.execute(
+            deliveries.insert().values(
+                system=self.system,
+                method="POST",
+                path=path,
+                body=body,
+                idempotency_key=idempotency_key,
+                ordering_key=ordering_key(self.system, path, body),
+                supersede_key=replaces,
+                flow=self.cause.flow,
+                contract=self.cause.contract,
+                version=self.cause.version,
+                message_id=self.cause.message_id,
+                dedup_key=self.cause.dedup_key,
+                business_keys=dict(self.cause.business_keys),
+                status=PENDING,
+                created_at=now,
+                next_attempt_at=now,
+                attempts=0,
+                throttles=0,
+            )
+        )
+        self.recorded += 1
+
+
+def _json_body(system: str, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as it will be sent: a value JSON cannot carry is refused now, with the effect."""
+    try:
+        body: dict[str, Any] = json.loads(json.dumps(dict(payload), allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise PermanentError(f"{system} POST {path}: the request cannot be sent as JSON: {error}") from None
+    return body
