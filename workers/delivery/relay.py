@@ -24,7 +24,7 @@ from handlers.downstream import Downstream
 from workers.delivery.gate import ControlGate
 from workers.delivery.sending import send
 from workers.delivery.settle import RetryPolicy, Settler
-from workers.observability.delivery_metrics import deliveries_total
+from workers.observability.metrics import deliveries_total
 from workers.store.outbox.claims import claim_due
 from workers.store.outbox.outcomes import release
 from workers.store.outbox.purge import purge_finished

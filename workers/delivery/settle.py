@@ -17,8 +17,9 @@ from sqlalchemy import Engine
 from workers.delivery.backoff import backoff_seconds
 from workers.delivery.gate import ControlGate
 from workers.delivery.sending import DELIVERED, PERMANENT, THROTTLED, Sent
-from workers.observability.delivery_metrics import breaker_transitions_total, deliveries_total
+from workers.observability.delivery_metrics import breaker_transitions_total
 from workers.observability.delivery_reports import report_delivery_dead_letter
+from workers.observability.metrics import deliveries_total
 from workers.store.outbox.dead_letters import dead_letter_delivery, delivery_fingerprint
 from workers.store.outbox.outcomes import mark_delivered, retry_later, throttle
 from workers.store.outbox.redelivery import resolve_after_delivery

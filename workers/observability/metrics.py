@@ -91,7 +91,10 @@ replays_total = Counter("flowfleet_replays_total", "Replayed dead letters, by wh
 
 #: What became of the deliveries the relay handled: confirmed, retried after a transient failure, throttled
 #: (a 429 or the fleet-wide rate limit), dead-lettered (stage `delivery`), or superseded by a newer value.
-DELIVERY_RESULTS = ("delivered", "retried", "throttled", "dead_lettered", "superseded")
+#: What the relay did with a delivery it claimed: sent it (delivered), will try again (retried), was held back by a
+#: 429 or the rate limit (throttled), gave up on it (dead_lettered), gave it back unsent (released: paused, breaker
+#: open, shutting down), or found its lease taken over by another relay (lease_lost).
+DELIVERY_RESULTS = ("delivered", "retried", "throttled", "dead_lettered", "released", "lease_lost")
 deliveries_total = Counter(
     "flowfleet_deliveries_total", "Deliveries the relay handled, by system and result.", ["system", "result"]
 )

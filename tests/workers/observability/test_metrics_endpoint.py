@@ -110,7 +110,7 @@ def test_a_worker_serves_every_system_and_delivery_result_from_the_start_before_
         endpoint.close()
 
     for system in ("erp", "channels", "notify", "payments"):
-        for result in ("delivered", "retried", "throttled", "dead_lettered", "superseded"):
+        for result in ("delivered", "retried", "throttled", "dead_lettered", "released", "lease_lost"):
             assert f'flowfleet_deliveries_total{{result="{result}",system="{system}"}}' in text, (system, result)
 
 
