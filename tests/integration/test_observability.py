@@ -3,9 +3,8 @@ and several worker processes sharing a metrics directory report their sum on one
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,16 +22,7 @@ pytestmark = pytest.mark.integration
 
 def _ops_helpers() -> ModuleType:
     """tests/support/observability.py: the dashboard's and alert rules' queries and the metric names they use."""
-    if "observability" in sys.modules:
-        return sys.modules["observability"]
-    spec = importlib.util.spec_from_file_location(
-        "observability", Path(__file__).parents[1] / "ops" / "observability.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["observability"] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("tests.support.observability")
 
 
 def sample_names(port: int) -> set[str]:
