@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from contracts.base import ContractModel
 from contracts.registry import Contract
-from contracts.types import Currency, MinorUnits, SequenceNumber, Sku, Text
+from contracts.types import Currency, MinorUnits, SequenceNumber, Sku, Text, Timestamp
 
 FLOW = "catalog"
 
@@ -24,7 +24,7 @@ class PriceChangedV1(ContractModel):
     sku: Sku
     currency: Currency
     amount_minor: MinorUnits
-    effective_at: AwareDatetime
+    effective_at: Timestamp
 
 
 class ProductUpdatedV1(ContractModel):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from contracts.errors import UndecodableMessage
+from contracts.types import Timestamp
 from contracts.validation import describe_errors
 
 #: Bodies above this size are rejected before parsing: no publisher needs more for one event.
@@ -24,7 +25,7 @@ class Envelope(BaseModel):
     message_id: Identifier
     contract: Identifier
     version: Annotated[int, Field(strict=True, ge=1)]
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     producer: Identifier
     correlation_id: Identifier | None = None
     data: dict[str, Any]
@@ -38,6 +39,8 @@ def decode_envelope(body: bytes) -> Envelope:
     """Parse bytes into an envelope, or raise UndecodableMessage saying exactly why not."""
     if len(body) > MAX_BODY_BYTES:
         raise UndecodableMessage(f"body is {len(body)} bytes, above the {MAX_BODY_BYTES}-byte limit")
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise UndecodableMessage("body starts with a byte order mark (EF BB BF): send UTF-8 JSON without one")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:

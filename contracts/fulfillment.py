@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from contracts.base import ContractModel, unique
+from contracts.base import UNIQUE_LINE_IDS, ContractModel, unique
 from contracts.registry import Contract
-from contracts.types import Id, Location, Quantity, Text
+from contracts.types import Id, Location, Quantity, Text, Timestamp
 
 FLOW = "fulfillment"
 
@@ -30,7 +30,7 @@ class ShipmentDispatchedV1(ContractModel):
     location: Location
     carrier: Text
     tracking_number: Text | None = None
-    lines: Annotated[list[ShippedLine], Field(min_length=1, max_length=500)]
+    lines: Annotated[list[ShippedLine], Field(min_length=1, max_length=500, description=UNIQUE_LINE_IDS)]
 
     @model_validator(mode="after")
     def _line_ids_are_unique(self) -> ShipmentDispatchedV1:
@@ -43,7 +43,7 @@ class ShipmentDeliveredV1(ContractModel):
 
     shipment_id: Id
     order_id: Id
-    delivered_at: AwareDatetime
+    delivered_at: Timestamp
 
 
 def _shipment_keys(event: ShipmentDispatchedV1 | ShipmentDeliveredV1) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from contracts.base import ContractModel
 from contracts.registry import Contract
@@ -23,9 +23,25 @@ class InventoryAdjustedV1(ContractModel):
     damage removes it, a cycle-count correction may do either.
     """
 
+    # The rules below, in JSON Schema too: a publisher who validates against the schema is not refused.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"reason": {"const": "receipt"}}},
+                    "then": {"properties": {"delta": {"minimum": 1}}},
+                },
+                {
+                    "if": {"properties": {"reason": {"enum": ["sale", "damage"]}}},
+                    "then": {"properties": {"delta": {"maximum": -1}}},
+                },
+            ]
+        }
+    )
+
     sku: Sku
     location: Location
-    delta: Annotated[int, Field(strict=True, ge=-1_000_000, le=1_000_000)]
+    delta: Annotated[int, Field(strict=True, ge=-1_000_000, le=1_000_000, json_schema_extra={"not": {"const": 0}})]
     reason: AdjustmentReason
     sequence: SequenceNumber
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
+from contracts.base import UNIQUE_LINE_IDS, unique
 from contracts.base import ContractModel as _Model
-from contracts.base import unique
 from contracts.registry import Contract
 from contracts.types import CountryCode, Currency, Email, Id, MinorUnits, Quantity, Sku, Text
 
@@ -61,7 +61,7 @@ class OrderCreatedV2(_Model):
     customer: Customer
     ship_to: Address | None = None
     currency: Currency
-    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=500, description=UNIQUE_LINE_IDS)]
     total_minor: MinorUnits
     tax_exempt: bool = False
 

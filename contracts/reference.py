@@ -1,24 +1,26 @@
-"""The contracts page (docs/contracts.md), generated from the registry so that it cannot drift from the code."""
+"""The contracts page (docs/contracts.md): the prose in reference_page.md, filled from the registry and the
+fleet's defaults, so that neither a contract nor a default can change without the page saying so."""
 
 from __future__ import annotations
 
 import inspect
-import json
 import re
-import sys
 import uuid
-from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from string import Template
 from typing import Any
 
 from contracts.envelope import MAX_BODY_BYTES, Envelope
-from contracts.published import REGISTRY
+from contracts.reference_tables import EXAMPLE_OCCURRED_AT, cell, code, field_rows, json_block, table
 from contracts.registry import Contract, ContractRegistry
 from contracts.schema import contract_schema
+from contracts.types import CODE_PATTERN, ID_PATTERN
 
-REGENERATE = ".venv/bin/python -m contracts.reference > docs/contracts.md"
+#: contracts may not import the settings (they live in workers), so the test that checks the page is also
+#: what writes it, with the settings' defaults.
+REGENERATE = "REGENERATE_DOCS=1 .venv/bin/pytest -q tests/contracts/test_reference_page.py"
 EXCHANGE = "commerce.events"
-#: One instant for every example envelope, so the page is reproducible.
-EXAMPLE_OCCURRED_AT = "2026-11-24T15:00:00Z"
 EXAMPLE_PRODUCER = "your-system"
 
 _ENVELOPE_MEANING = {
@@ -29,8 +31,8 @@ _ENVELOPE_MEANING = {
     "contract": "The contract name, e.g. `order.created`. The routing key must be the same string.",
     "version": 'The contract version `data` follows: a JSON integer (`2`, not `"2"`).',
     "occurred_at": (
-        "When the event happened in your system (not when you published it), with a UTC offset. "
-        "Used for the expiry check and lag metrics, never to order events."
+        "When the event happened in your system (not when you published it): an RFC 3339 string with a UTC "
+        "offset, never a number. Used for the expiry check and lag metrics, never to order events."
     ),
     "producer": "Your system's name (e.g. `storefront`); on-call uses it to find you when a message is rejected.",
     "correlation_id": "Optional: your request or trace id; it is carried into the workers' logs.",
@@ -38,18 +40,38 @@ _ENVELOPE_MEANING = {
 }
 
 _DEDUP_IN_SUMMARY = re.compile(r"Dedup key: (?P<key>[^;]+?)(?:;|\.\s|\.$)")
+_IDENTIFIER_RULES = {ID_PATTERN: "visible ASCII", CODE_PATTERN: "visible ASCII, no `@` or `#`"}
 
 
-def render_reference(registry: ContractRegistry) -> str:
+@dataclass(frozen=True)
+class FleetDefaults:
+    """The defaults of the fleet's settings that the page states; the caller reads them from the settings."""
+
+    max_event_age_seconds: int
+    retry_window_seconds: int
+    max_attempts: int
+    #: The ERP's delivery budget stands for all systems' on the page (they share one default).
+    delivery_budget_seconds: int = 24 * 3600
+
+
+def render_reference(registry: ContractRegistry, defaults: FleetDefaults) -> str:
     """The whole page, as Markdown."""
     contracts = list(registry)
     flows = sorted({contract.flow for contract in contracts})
-    parts = [
-        _header(contracts),
-        _publishing(contracts),
-        _outcomes(),
-        *(_flow_section(flow, [c for c in contracts if c.flow == flow]) for flow in flows),
-    ]
+    page = Template(files("contracts").joinpath("reference_page.md").read_text(encoding="utf-8")).substitute(
+        regenerate=REGENERATE,
+        exchange=EXCHANGE,
+        max_body_bytes=f"{MAX_BODY_BYTES:,}",
+        max_event_age=_duration(defaults.max_event_age_seconds),
+        retry_window=_duration(defaults.retry_window_seconds),
+        example_occurred_at=EXAMPLE_OCCURRED_AT,
+        contracts_at_a_glance=_at_a_glance(contracts),
+        envelope_table=_envelope_table(),
+        sample_envelope=_sample_envelope(contracts),
+        identifier_table=_identifier_table(contracts),
+        stages_table=_stages_table(defaults),
+    )
+    parts = [page, *(_flow_section(flow, [c for c in contracts if c.flow == flow]) for flow in flows)]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
@@ -70,135 +92,83 @@ def example_envelope(contract: Contract, version: int) -> dict[str, Any] | None:
     }
 
 
-def _header(contracts: list[Contract]) -> str:
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
+def _at_a_glance(contracts: list[Contract]) -> str:
     rows = [
         [
             f"`{c.name}`",
             f"`{c.flow}`",
             ", ".join(_version_label(c, v) for v in sorted(c.versions)),
-            _code(formula) if (formula := _dedup_formula(c)) else "see below",
+            code(formula) if (formula := _dedup_formula(c)) else "see below",
             c.summary,
         ]
         for c in sorted(contracts, key=lambda c: (c.flow, c.name))
     ]
-    return "\n".join(
-        [
-            "# Contracts and wire format",
-            "",
-            f"<!-- Generated from contracts/published.py by `{REGENERATE}`. Do not edit by hand. -->",
-            "",
-            "This page is for teams that publish business events to flowfleet from any language. It says how",
-            "to publish, what every contract looks like (fields, versions, keys, business rules, a full",
-            "example), and what happens to a message that is wrong. It is generated from the same code",
-            "that validates your messages, so it is never out of date.",
-            "",
-            "## Contracts at a glance",
-            "",
-            _table(["contract (= routing key)", "flow (= queue)", "versions", "dedup key", "summary"], rows),
-            "",
-        ]
-    )
+    return table(["contract (= routing key)", "flow (= queue)", "versions", "dedup key", "summary"], rows)
 
 
-def _publishing(contracts: list[Contract]) -> str:
-    envelope_schema = Envelope.model_json_schema()
-    envelope_rows = [
-        [*row, _cell(_ENVELOPE_MEANING.get(row[0].strip("`"), ""))]
-        for row in _field_rows(envelope_schema, envelope_schema.get("$defs", {}))
+def _envelope_table() -> str:
+    schema = Envelope.model_json_schema()
+    rows = [
+        [*row, cell(_ENVELOPE_MEANING.get(row[0].strip("`"), ""))]
+        for row in field_rows(schema, schema.get("$defs", {}))
     ]
+    return table(["field", "type", "required", "constraints", "meaning"], rows)
+
+
+def _sample_envelope(contracts: list[Contract]) -> str:
     sample = next((c for c in contracts if c.latest_version in c.examples), None)
-    lines = [
-        "## How to publish",
-        "",
-        "Publish with any AMQP 0-9-1 client (pika, amqplib, RabbitMQ's Java or .NET client, …):",
-        "",
-        f"- **Exchange**: `{EXCHANGE}`, a durable **topic** exchange (flowfleet declares it).",
-        "- **Routing key**: the contract name, e.g. `order.created` (the same string as the envelope's `contract`).",
-        "  Each flow's queue is bound to the exchange by the names of its contracts.",
-        "- **Properties**: persistent delivery (`delivery_mode=2`) and `content_type=application/json`.",
-        f"- **Body**: one envelope (below) as UTF-8 JSON, at most {MAX_BODY_BYTES:,} bytes (1 MiB).",
-        "- **Confirms**: use publisher confirms and the `mandatory` flag. A nack, or a message returned as",
-        "  unroutable (a routing key that is not a contract name), means flowfleet never received it: publish",
-        "  it again. Without `mandatory`, RabbitMQ drops an unroutable message and nobody sees it.",
-        "",
-        "You never build Dramatiq's internal message format: flowfleet reads this plain envelope.",
-        "",
-        "### The envelope",
-        "",
-        _table(["field", "type", "required", "constraints", "meaning"], envelope_rows),
-        "",
-        "Rules that hold for every contract:",
-        "",
-        "- Unknown envelope fields are ignored; unknown fields inside `data` are rejected (a typo is an",
-        "  error, not silently lost data).",
-        "- Types are strict: numbers are JSON numbers and whole numbers have no decimal point (`2`, not",
-        '  `2.0` or `"2"`); strings are JSON strings.',
-        "- Money is an integer count of the currency's minor unit (cents, pence, yen), never a float;",
-        "  currencies are ISO 4217 codes (`EUR`), countries ISO 3166-1 alpha-2 codes (`DE`).",
-        "- Text is UTF-8 in any script (`Größe`, `東京`).",
-        "- In the field tables, `lines[].sku` is the `sku` of each element of `lines`; a nested field is",
-        "  required only when its enclosing object is sent. Error reasons name fields by position:",
-        "  `data.lines.0.sku`.",
-        "- A few rules span several fields and are not in the JSON Schema (for example `line_id`s are",
-        "  unique within one message); they are checked on arrival like the rest.",
-        "",
-    ]
-    if sample is not None:
-        lines += [
-            f"A complete `{sample.name}` v{sample.latest_version} envelope:",
-            "",
-            _json_block(example_envelope(sample, sample.latest_version)),
-            "",
-        ]
-    lines += [
-        "### `message_id` and the dedup key",
-        "",
-        "Each contract declares a **dedup key** taken from its `data` (for `order.created` it is `order_id`).",
-        "Two envelopes of one contract with the same dedup key have **one** effect, whatever their",
-        "`message_id`s: republishing an event after a timeout or a crash is always safe, even with a new",
-        "`message_id`. The other way round, two different events must have different dedup keys: a second",
-        "partial capture needs its own `capture_id`, a new stock movement its own `sequence`.",
-        "",
-        "`message_id` identifies one message, not one event. Make it unique per message you send, and",
-        "quote it when you ask the integration team about a message.",
-        "",
-        "### `occurred_at` and event order",
-        "",
-        "`occurred_at` is when the event happened at the source. An event that is more than 7 days old (the",
-        "default) when it arrives is not applied (stage `expired`, below). `occurred_at` does not decide the",
-        "order of events: where order matters, the contract carries its own sequence (`sequence`,",
-        "`revision`, `effective_at`), and an event that is not newer than the state already applied is",
-        "counted as **stale** and changes nothing. Events may arrive in any order: one that depends on",
-        "another (a capture on its authorization, a delivery on its dispatch) and arrives first is retried for",
-        "a while (20 minutes by default); if the other never arrives, it is dead-lettered with a reason that",
-        "says what it waited for.",
-        "",
-        "### Versions",
-        "",
-        "Publish the **latest** version of a contract. Older versions are still accepted: they are validated",
-        "against their own schema, then upcast (converted) to the latest version before any business rule",
-        "runs. Each older version below says how it is upcast.",
-        "",
-        "### JSON Schemas",
-        "",
-        "Every contract version has a JSON Schema (draft 2020-12) of the whole envelope carrying it, for",
-        "validating messages in your own tests:",
-        "",
-        "```sh",
-        "flowfleet contracts list",
-        "flowfleet contracts schema order.created --version 2",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+    if sample is None:
+        return ""
+    envelope = example_envelope(sample, sample.latest_version)
+    return f"A complete `{sample.name}` v{sample.latest_version} envelope:\n\n{json_block(envelope)}"
 
 
-def _outcomes() -> str:
+def _identifier_table(contracts: list[Contract]) -> str:
+    """Per contract's latest version: which fields are identifiers, and what each may contain."""
+    rows = []
+    for contract in sorted(contracts, key=lambda c: (c.flow, c.name)):
+        schema = contract_schema(contract)
+        found: dict[str, list[str]] = {}
+        for path, pattern in _patterned_fields(schema["properties"]["data"], schema.get("$defs", {})):
+            if pattern in _IDENTIFIER_RULES:
+                found.setdefault(_IDENTIFIER_RULES[pattern], []).append(f"`{path}`")
+        for rule, paths in found.items():
+            rows.append([f"`{contract.name}` v{contract.latest_version}", ", ".join(paths), rule])
+    return table(["contract", "identifier fields", "may contain (1 to 64 characters)"], rows)
+
+
+def _patterned_fields(node: dict[str, Any], defs: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for name, prop in node.get("properties", {}).items():
+        options = prop.get("anyOf", [prop])
+        for option in options:
+            resolved = defs[option["$ref"].removeprefix("#/$defs/")] if "$ref" in option else option
+            if "pattern" in resolved:
+                found.append((f"{prefix}{name}", resolved["pattern"]))
+            elif resolved.get("type") == "object":
+                found += _patterned_fields(resolved, defs, f"{prefix}{name}.")
+            elif resolved.get("type") == "array":
+                items = resolved.get("items", {})
+                items = defs[items["$ref"].removeprefix("#/$defs/")] if "$ref" in items else items
+                found += _patterned_fields(items, defs, f"{prefix}{name}[].")
+    return found
+
+
+def _stages_table(defaults: FleetDefaults) -> str:
     stages = [
         [
             "`decode`",
-            f"The body is above {MAX_BODY_BYTES:,} bytes, not UTF-8, not JSON, not a JSON object, or not a valid "
-            "envelope (a field missing, `version` not an integer, `occurred_at` without a UTC offset, …).",
+            f"The body is above {MAX_BODY_BYTES:,} bytes, not UTF-8, starts with a byte order mark, is not JSON, "
+            "not a JSON object, or not a valid envelope (a field missing, `version` not an integer, "
+            "`occurred_at` without a UTC offset, …).",
             "No: dead-lettered on the first attempt.",
         ],
         [
@@ -212,44 +182,26 @@ def _outcomes() -> str:
             "A business rule rejects the event (e.g. a capture above what was authorized), **or** something "
             "that may succeed later failed (the database is away, the event arrived before the one it "
             "depends on).",
-            "Business rejections: no. The rest: yes, with exponential backoff and jitter, by default up to 6 "
-            "attempts within 20 minutes (throttling by a downstream system does not count); then dead-lettered "
-            "with the final error.",
+            "Business rejections: no. The rest: yes, with exponential backoff and jitter, by default up to "
+            f"{defaults.max_attempts} attempts within {_duration(defaults.retry_window_seconds)} (throttling by a "
+            "downstream system does not count); then dead-lettered with the final error.",
         ],
         [
             "`expired`",
-            "`occurred_at` is more than 7 days (the default) before the event arrived.",
+            f"`occurred_at` is more than {_duration(defaults.max_event_age_seconds)} (the default) before the "
+            "event arrived.",
             "No: dead-lettered on the first attempt.",
         ],
         [
             "`delivery`",
             "Your event **was applied**; a downstream system (ERP, channels, notify, payments) refused the request "
-            "it caused for good (a 4xx), or did not take it within its delivery budget (24 h by default).",
+            "it caused for good (a 4xx), "
+            f"or did not take it within its delivery budget ({_duration(defaults.delivery_budget_seconds)} by default).",
             "The request, yes: a downstream outage only delays it (it is sent after the system is back). "
             "Nothing for you to resend: on-call replays the request after the fix.",
         ],
     ]
-    return "\n".join(
-        [
-            "## What happens to your message",
-            "",
-            "- **Applied** once: its effect is stored and sent on to the systems downstream.",
-            "- **Duplicate**: an event with the same contract and dedup key was already applied; nothing changes.",
-            "- **Stale**: older than state already applied (see each contract's rules); counted, nothing changes.",
-            "- **Retried**: it may succeed later (see `handler` below); other messages keep flowing meanwhile.",
-            "- **Dead-lettered**: it cannot be applied. It is recorded with its stage and reason in flowfleet's",
-            "  dead-letter archive, where it stays until an operator replays, discards or resolves it.",
-            "",
-            "Nothing is silently dropped, and a bad message never holds up the messages behind it. Every failure",
-            "has one of five stages:",
-            "",
-            _table(["stage", "what it means", "retried?"], stages),
-            "",
-            "When your message is dead-lettered, the integration team's on-call sees the stage, the reason and",
-            "the `producer`, and contacts you; fix the cause and publish again (the dedup key keeps that safe).",
-            "",
-        ]
-    )
+    return table(["stage", "what it means", "retried?"], stages)
 
 
 def _flow_section(flow: str, contracts: list[Contract]) -> str:
@@ -272,9 +224,9 @@ def _flow_section(flow: str, contracts: list[Contract]) -> str:
 def _contract_section(contract: Contract) -> list[str]:
     formula = _dedup_formula(contract)
     keys, dedup_value = _example_keys(contract)
-    dedup = _code(formula) if formula else "derived from `data`"
+    dedup = code(formula) if formula else "derived from `data`"
     if dedup_value is not None:
-        dedup += f" (for the example: {_code(dedup_value)})"
+        dedup += f" (for the example: {code(dedup_value)})"
     lines = [
         f"### `{contract.name}`",
         "",
@@ -305,14 +257,14 @@ def _version_section(contract: Contract, version: int) -> list[str]:
         "",
         "Fields of `data`:",
         "",
-        _table(["field", "type", "required", "constraints"], _field_rows(data, schema.get("$defs", {}))),
+        table(["field", "type", "required", "constraints"], field_rows(data, schema.get("$defs", {}))),
         "",
     ]
     envelope = example_envelope(contract, version)
     if envelope is None:
         lines += ["No example yet.", ""]
     else:
-        lines += ["Example envelope:", "", _json_block(envelope), ""]
+        lines += ["Example envelope:", "", json_block(envelope), ""]
     return lines
 
 
@@ -340,145 +292,3 @@ def _docstring(model: type[Any]) -> str:
 
 def _one_paragraph(text: str) -> str:
     return " ".join(" ".join(part.split()) for part in re.split(r"\n\s*\n", text) if part.strip())
-
-
-# --- field tables from JSON Schema -------------------------------------------------------------
-
-
-def _field_rows(node: Mapping[str, Any], defs: Mapping[str, Any], prefix: str = "") -> list[list[str]]:
-    rows: list[list[str]] = []
-    required = set(node.get("required", ()))
-    for name, prop in node.get("properties", {}).items():
-        schema, nullable = _unwrap(prop, defs)
-        kind = _type_of(schema, defs) + (" or null" if nullable else "")
-        rows.append(
-            [
-                f"`{prefix}{name}`",
-                _cell(kind),
-                _cell(_required(name in required, prop)),
-                _cell(_constraints(schema, defs)),
-            ]
-        )
-        if _is_record(schema):
-            rows += _field_rows(schema, defs, f"{prefix}{name}.")
-        elif schema.get("type") == "array":
-            items = _resolve(schema.get("items", {}), defs)
-            if _is_record(items):
-                rows += _field_rows(items, defs, f"{prefix}{name}[].")
-    return rows
-
-
-def _resolve(node: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        resolved: Mapping[str, Any] = defs[ref.removeprefix("#/$defs/")]
-        return resolved
-    return node
-
-
-def _unwrap(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
-    """The schema a field's value follows, and whether `null` is also accepted."""
-    options = prop.get("anyOf")
-    if not isinstance(options, list):
-        return _resolve(prop, defs), False
-    values = [option for option in options if option != {"type": "null"}]
-    nullable = len(values) < len(options)
-    if len(values) == 1:
-        return _resolve(values[0], defs), nullable
-    return {"anyOf": values}, nullable
-
-
-def _is_record(schema: Mapping[str, Any]) -> bool:
-    return schema.get("type") == "object" and "properties" in schema
-
-
-def _type_of(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
-    if "anyOf" in schema:
-        return " or ".join(_type_of(_resolve(option, defs), defs) for option in schema["anyOf"])
-    kind = schema.get("type")
-    if kind == "string" and schema.get("format") == "date-time":
-        return "string (date-time)"
-    if kind == "array":
-        items = _resolve(schema.get("items", {}), defs)
-        return "array of objects" if _is_record(items) else f"array of {_type_of(items, defs)}"
-    if kind == "object" and not _is_record(schema):
-        values = schema.get("additionalProperties")
-        if isinstance(values, Mapping):
-            return f"object (string keys, {_type_of(_resolve(values, defs), defs)} values)"
-    return str(kind) if isinstance(kind, str) else "any JSON value"
-
-
-def _required(required: bool, prop: Mapping[str, Any]) -> str:
-    if required:
-        return "yes"
-    default = prop.get("default")
-    if default is None:
-        return "no"
-    return f"no (default `{json.dumps(default, ensure_ascii=False)}`)"
-
-
-def _constraints(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
-    parts: list[str] = []
-    if "const" in schema:
-        parts.append(f"always `{json.dumps(schema['const'])}`")
-    if "enum" in schema:
-        parts.append("one of " + ", ".join(f"`{value}`" for value in schema["enum"]))
-    parts += _range(schema.get("minLength"), schema.get("maxLength"), "characters")
-    if "pattern" in schema:
-        parts.append(f"matches `{schema['pattern']}`")
-    if schema.get("format") == "date-time":
-        parts.append(f"ISO 8601 / RFC 3339 with a UTC offset, e.g. `{EXAMPLE_OCCURRED_AT}`")
-    if schema.get("type") == "integer":
-        low = schema.get("minimum", _step(schema.get("exclusiveMinimum"), 1))
-        high = schema.get("maximum", _step(schema.get("exclusiveMaximum"), -1))
-        parts += _range(low, high, "")
-    parts += _range(schema.get("minItems"), schema.get("maxItems"), "items")
-    parts += _range(schema.get("minProperties"), schema.get("maxProperties"), "entries")
-    names = schema.get("propertyNames")
-    if isinstance(names, Mapping) and (names_rule := _constraints(names, defs)):
-        parts.append(f"keys: {names_rule}")
-    values = schema.get("additionalProperties")
-    if isinstance(values, Mapping) and (values_rule := _constraints(_resolve(values, defs), defs)):
-        parts.append(f"values: {values_rule}")
-    return "; ".join(parts)
-
-
-def _step(bound: Any, by: int) -> Any:
-    return bound + by if isinstance(bound, int) else None
-
-
-def _range(low: Any, high: Any, unit: str) -> list[str]:
-    suffix = f" {unit}" if unit else ""
-    if low is not None and high is not None:
-        return [f"{low:,} to {high:,}{suffix}"]
-    if high is not None:
-        return [f"at most {high:,}{suffix}"]
-    if low is not None:
-        return [f"at least {low:,}{suffix}"]
-    return []
-
-
-# --- Markdown --------------------------------------------------------------------------------
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    """Table cells may not hold a bare `|`, not even inside a code span (GitHub's rule)."""
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _code(text: str) -> str:
-    return f"`{_cell(text)}`"
-
-
-def _json_block(value: Any) -> str:
-    return "```json\n" + json.dumps(value, indent=2, ensure_ascii=False) + "\n```"
-
-
-if __name__ == "__main__":
-    sys.stdout.buffer.write(render_reference(REGISTRY).encode("utf-8"))

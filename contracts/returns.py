@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from contracts.base import ContractModel, unique
+from contracts.base import UNIQUE_LINE_IDS, ContractModel, unique
 from contracts.registry import Contract
 from contracts.types import Id, Location, MinorUnits, Quantity, Text
 
@@ -29,7 +29,7 @@ class ReturnRequestedV1(ContractModel):
     rma_id: Id
     order_id: Id
     location: Location
-    lines: Annotated[list[ReturnedLine], Field(min_length=1, max_length=500)]
+    lines: Annotated[list[ReturnedLine], Field(min_length=1, max_length=500, description=UNIQUE_LINE_IDS)]
 
     @model_validator(mode="after")
     def _line_ids_are_unique(self) -> ReturnRequestedV1:
@@ -54,7 +54,7 @@ class ReturnReceivedV1(ContractModel):
     receipt_id: Id
     rma_id: Id
     order_id: Id
-    lines: Annotated[list[ReceivedLine], Field(min_length=1, max_length=500)]
+    lines: Annotated[list[ReceivedLine], Field(min_length=1, max_length=500, description=UNIQUE_LINE_IDS)]
     adjustment_minor: MinorUnits = 0
 
     @model_validator(mode="after")

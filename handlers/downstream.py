@@ -1,9 +1,10 @@
-"""The port every downstream system (ERP, channels, notify, payments) is reached through."""
+"""The port every downstream system (ERP, channels, notify, payments) is reached through, and how paths are built."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import quote
 
 
 class Downstream(Protocol):
@@ -14,3 +15,13 @@ class Downstream(Protocol):
     """
 
     def post(self, path: str, payload: Mapping[str, Any], *, idempotency_key: str) -> None: ...
+
+
+def segment(value: str) -> str:
+    """`value` as exactly one URL path segment: `/`, `?`, `#`, `%` and every other reserved character are
+    percent-encoded, and a segment of dots only (`.`, `..`), which a URL would resolve away, too.
+
+    An event's value therefore never decides which endpoint of a downstream system is called.
+    """
+    encoded = quote(value, safe="")
+    return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded

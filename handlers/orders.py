@@ -19,7 +19,7 @@ from __future__ import annotations
 from contracts.orders import OrderCancelledV1, OrderCreatedV2
 from handlers.allocation import serve_backorders
 from handlers.availability import announce_availability
-from handlers.downstream import Downstream
+from handlers.downstream import Downstream, segment
 from handlers.errors import PermanentError, TransientError
 from handlers.order_book import Line, Order, OrderBook
 from handlers.stock import StockBook, release, reserve
@@ -74,7 +74,7 @@ def cancel_order(
         if serve_backorders(level, orders):
             stock.save(level)
     erp.post(
-        f"/orders/{order.order_id}/cancellation",
+        f"/orders/{segment(order.order_id)}/cancellation",
         {"order_id": order.order_id, "reason": event.reason},
         idempotency_key=f"order-cancel:{order.order_id}",
     )

@@ -7,6 +7,8 @@ import traceback
 from dataclasses import dataclass, replace
 from types import TracebackType
 
+from pydantic import ValidationError
+
 from contracts.errors import RejectedMessage
 from handlers.errors import PermanentError, Throttled, TransientError
 
@@ -15,6 +17,13 @@ STAGES = ("decode", "contract", "handler", "expired", "delivery")
 TRACEBACK_LIMIT = 12
 MAX_ERROR_MESSAGE = 2000
 _APPLICATION_PACKAGES = ("contracts", "handlers", "workers")
+#: Unforeseen errors that fail the same way for the same input on every attempt: a value that cannot be
+#: encoded or decoded, a model that cannot be built from the data, data nested beyond the interpreter's
+#: limit. Retrying them spends the budget and then blames "retry budget exhausted", as if a system were
+#: down; they are dead-lettered on the first attempt instead. Every other unforeseen error stays
+#: transient: those seen in practice are lost connections (SQLAlchemy's OperationalError, pika, OSError),
+#: and a programming error is bounded by the retry budget, then replayed once the fix is deployed.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (UnicodeError, ValidationError, RecursionError)
 
 
 class EventExpired(Exception):
@@ -59,15 +68,20 @@ class Failure:
 
 
 def classify(error: BaseException) -> Failure:
-    """Describe `error`. Unforeseen exceptions count as transient: the retry budget bounds their cost."""
+    """Describe `error`. Unforeseen exceptions count as transient, the retry budget bounding their cost, except
+    the deterministic ones (DETERMINISTIC_ERRORS)."""
     stage, transient, retry_after, throttled_by = "handler", True, None, None
     paths: tuple[str, ...] = ()
+    message = str(error)[:MAX_ERROR_MESSAGE] or type(error).__name__
     if isinstance(error, RejectedMessage):
         stage, transient, paths = error.stage, False, error.field_paths
     elif isinstance(error, EventExpired):
         stage, transient = "expired", False
     elif isinstance(error, PermanentError):
         transient = False
+    elif isinstance(error, DETERMINISTIC_ERRORS):
+        transient = False
+        message = f"{message[: MAX_ERROR_MESSAGE - 80]} (deterministic: it fails the same way every time, not retried)"
     elif isinstance(error, TransientError):
         retry_after = error.retry_after
         if isinstance(error, Throttled):
@@ -77,7 +91,7 @@ def classify(error: BaseException) -> Failure:
         stage=stage,
         transient=transient,
         error_type=error_type,
-        message=str(error)[:MAX_ERROR_MESSAGE] or error_type,
+        message=message,
         traceback=_trimmed_traceback(error),
         fingerprint=fingerprint(stage, error_type, _application_frame(error.__traceback__), paths),
         field_paths=tuple(paths),

@@ -82,6 +82,27 @@ def test_the_erp_is_told_of_the_cancellation_keyed_by_the_order_id() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("order_id", "path"),
+    [
+        ("ORD-1/../../admin/wipe", "/orders/ORD-1%2F..%2F..%2Fadmin%2Fwipe/cancellation"),
+        ("ORD-2?force=true#", "/orders/ORD-2%3Fforce%3Dtrue%23/cancellation"),
+        ("ORD-3%2F..%2Fadmin", "/orders/ORD-3%252F..%252Fadmin/cancellation"),
+        ("..", "/orders/../cancellation".replace("/../", "/%2E%2E/")),
+    ],
+)
+def test_an_order_id_stays_one_path_segment_of_the_cancellation_whatever_it_contains(order_id: str, path: str) -> None:
+    shop = Shop({("TEE", "berlin"): 5})
+    shop.place(an_order(("TEE", 1), order_id=order_id))
+
+    shop.cancel(a_cancel(order_id))
+
+    sent_path, payload, key = shop.erp.posts[-1]
+    assert sent_path == path
+    assert sent_path.split("/")[1::2] == ["orders", "cancellation"]
+    assert (payload["order_id"], key) == (order_id, f"order-cancel:{order_id}")
+
+
 def test_the_channels_are_sent_the_new_available_to_promise_of_each_released_sku() -> None:
     shop = Shop({("TEE", "berlin"): 5, ("TEE", "hamburg"): 4, ("MUG", "berlin"): 1})
     shop.place(an_order(("TEE", 3), ("MUG", 1)))

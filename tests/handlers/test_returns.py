@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from contracts.errors import ContractViolation
 from contracts.fulfillment import ShipmentDeliveredV1, ShipmentDispatchedV1
 from contracts.inventory import InventoryCountedV1
 from contracts.orders import OrderCreatedV2
-from contracts.returns import ReturnReceivedV1, ReturnRequestedV1
+from contracts.returns import RETURN_REQUESTED, ReturnReceivedV1, ReturnRequestedV1
 from handlers.errors import PermanentError, TransientError
 from handlers.returns import Return, ReturnLine
 from tests.support.fakes import Shop
@@ -352,9 +353,9 @@ def test_localized_text_survives_from_the_wire_into_the_stock_book_and_the_refun
     wire: dict[str, Any] = json.loads(
         json.dumps(
             {
-                "rma_id": "RMA-Ü-返品-1",
+                "rma_id": "RMA-2026/11#1",
                 "order_id": "ORD-1",
-                "location": "Köln-Rücklager",
+                "location": "koeln-ruecklager",
                 "lines": [{"line_id": "L1", "quantity": 1, "reason": "zu groß — サイズが大きい 👕"}],
             },
             ensure_ascii=False,
@@ -364,12 +365,25 @@ def test_localized_text_survives_from_the_wire_into_the_stock_book_and_the_refun
     assert request.lines[0].reason == "zu groß — サイズが大きい 👕"
 
     shop.request_return(request)
-    shop.receive_return(received("RCV-ß-1", ("L1", 1, "sellable"), rma_id="RMA-Ü-返品-1"))
+    shop.receive_return(received("RCV-1/a", ("L1", 1, "sellable"), rma_id="RMA-2026/11#1"))
 
-    assert shop.level("TEE", "Köln-Rücklager").on_hand == 1
+    assert shop.level("TEE", "koeln-ruecklager").on_hand == 1
     _path, payload, key = shop.payments.posts[0]
-    assert payload["rma_id"] == "RMA-Ü-返品-1"
-    assert key == "return-refund:RCV-ß-1"
+    assert payload["rma_id"] == "RMA-2026/11#1"
+    assert key == "return-refund:RCV-1/a"
+
+
+def test_identifiers_beyond_visible_ascii_are_refused_by_the_contract_with_their_field_path() -> None:
+    """Text may be in any script; identifiers travel into URLs and headers, so they are visible ASCII."""
+    wire = {
+        "rma_id": "RMA-Ü-返品-1",
+        "order_id": "ORD-1",
+        "location": "Köln-Rücklager",
+        "lines": [{"line_id": "L1", "quantity": 1}],
+    }
+    with pytest.raises(ContractViolation) as refused:
+        RETURN_REQUESTED.parse(1, wire)
+    assert refused.value.field_paths == ("data.rma_id", "data.location")
 
 
 def test_sellable_units_back_in_stock_serve_a_backordered_line_there_and_are_announced_to_the_channels() -> None:

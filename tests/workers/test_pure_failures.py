@@ -106,6 +106,24 @@ def test_an_unforeseen_exception_counts_as_a_transient_handler_failure() -> None
     assert failure.retry_after is None
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        caught(lambda: "ORD-3 Ä€".encode("ascii")),
+        caught(lambda: b"\xff".decode("utf-8")),
+        caught(OrderCreatedV2.model_validate, {}),
+        RecursionError("maximum recursion depth exceeded"),
+    ],
+    ids=["encode", "decode", "validation", "recursion"],
+)
+def test_a_deterministic_error_is_a_permanent_handler_failure_dead_lettered_at_once(error: BaseException) -> None:
+    """The same input fails the same way on every attempt: retrying it would only blame the downstream."""
+    failure = classify(error)
+
+    assert (failure.stage, failure.transient) == ("handler", False)
+    assert "not retried" in failure.message
+
+
 def test_an_error_without_a_message_is_described_by_its_type() -> None:
     assert classify(RuntimeError()).message == "RuntimeError"
 

@@ -19,10 +19,8 @@ from typing import Any
 from dramatiq import Message
 from dramatiq.errors import DecodeError
 
-from contracts.envelope import decode_envelope
-from contracts.errors import RejectedMessage
-from contracts.published import REGISTRY
 from workers.failures import Failure, fingerprint
+from workers.messaging.event_identity import event_fields
 from workers.messaging.ingress import DRAMATIQ_FORMAT, FORMAT_HEADER, decode_body
 from workers.messaging.replay_headers import REPLAY_HEADERS, ReplayMark
 
@@ -133,7 +131,7 @@ def unreadable_record(
 
 def _complete(flow: str, queue: str, record: dict[str, Any], *, read_body: bool) -> dict[str, Any]:
     raw_body: bytes = record.pop("raw_body")
-    from_body = _event_fields(raw_body) if read_body else {}
+    from_body = event_fields(raw_body) if read_body else {}
     event = from_body | {k: v for k, v in record.pop("event").items() if v is not None}
     business_keys = event.get("business_keys") or {}
     mark = ReplayMark.from_headers(record["headers"]) if read_body else None
@@ -265,27 +263,6 @@ def _unreadable(headers: Mapping[str, Any], body: bytes, error: Exception) -> di
         "event": {},
         "raw_body": body,
     }
-
-
-def _event_fields(body: bytes) -> dict[str, Any]:
-    """What can be learned from the body itself: envelope identity and, if valid, the keys."""
-    try:
-        envelope = decode_envelope(body)
-    except RejectedMessage:
-        return {}
-    fields: dict[str, Any] = {
-        "contract": envelope.contract,
-        "version": envelope.version,
-        "message_id": envelope.message_id,
-        "correlation_id": envelope.correlation_id,
-        "producer": envelope.producer,
-    }
-    try:
-        contract = REGISTRY.get(envelope.contract)
-        event = contract.parse(envelope.version, envelope.data)
-    except RejectedMessage:
-        return fields
-    return fields | {"dedup_key": contract.dedup_key(event), "business_keys": contract.business_keys(event)}
 
 
 def _from_ms(value: Any) -> datetime:

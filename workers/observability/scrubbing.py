@@ -10,6 +10,7 @@ street in an exception message is caught too, which no pattern could find.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from dramatiq.middleware import CurrentMessage
 from pydantic import SecretStr
 
 from workers.messaging.ingress import decode_body
-from workers.observability.masking import MASK, PERSONAL_KEYS, PHONE
+from workers.observability.masking import MASK, PERSONAL_KEYS, PHONE, is_key_label
 from workers.settings import Settings
 
 #: Keys whose values are never sent anywhere: credentials, and the raw bodies a message carries.
@@ -55,11 +56,26 @@ PERSONAL_SUBTREES = frozenset({"address", "ship_to", "bill_to", "billing_address
 #: Known values shorter than this are left alone: replacing "DE" or "12" everywhere would ruin the text.
 MIN_KNOWN_LENGTH = 3
 MAX_DEPTH = 24
+#: A text is scrubbed up to this many characters and the rest is cut, with a note saying how much: a log
+#: line or a Sentry event has no use for a whole body, and the cost of a pass stays bounded.
+MAX_SCRUBBED_CHARS = 65_536
+#: The cut backs up to a space within this many characters, so no e-mail or name is left half there;
+#: without one, these last characters are masked too.
+_CUT_MARGIN = 400
+#: At most this many known values are looked for (the longest first): a body with a million names must
+#: not make every log line cost a million searches.
+MAX_KNOWN_VALUES = 1000
 
 #: An email in free text. Unlike workers.observability.masking.EMAIL, the local part stops at `*`, `/` and `:`, so a URL
 #: whose credentials were already replaced (`amqp://***@rabbit.internal`) keeps its host.
-EMAIL = re.compile(r"[^@\s\"'*<>()\[\]{},;:/\\]+@[^@\s\"'<>()\[\]{},;:/\\]+\.[A-Za-z]{2,}")
-URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/@\"'<>]+@")
+#: Like workers.observability.masking.EMAIL, it starts only where a run of its characters starts and never gives
+#: its local part back: linear time on any text.
+EMAIL = re.compile(
+    r"(?<![^@\s\"'*<>()\[\]{},;:/\\])[^@\s\"'*<>()\[\]{},;:/\\]++@[^@\s\"'<>()\[\]{},;:/\\]+\.[A-Za-z]{2,}"
+)
+#: A URL's userinfo. The scheme is at most 32 characters (RFC 3986 sets no limit; none in use is longer), so a
+#: long run of scheme characters is not rescanned from each of its positions.
+URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^\s/@\"'<>]++@")
 AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic|digest|token)\s+[A-Za-z0-9._~+/=\-]{6,}")
 _QUOTE = r"\\?[\"']"
 _VALUE = rf"(?P<q>{_QUOTE})(?P<v>.*?)(?P=q)"
@@ -76,14 +92,28 @@ _message_values: ContextVar[tuple[str, frozenset[str]] | None] = ContextVar("flo
 
 
 def scrub_text(text: str, known: Iterable[str] = ()) -> str:
-    """`text` with known values, URL credentials, tokens, personal `key: value` pairs, emails and phones masked."""
+    """`text` with known values, URL credentials, tokens, personal `key: value` pairs, emails and phones masked.
+
+    Linear in the text's length, and reads at most MAX_SCRUBBED_CHARS of it (the rest is cut and counted).
+    """
+    text, cut = _bounded(text)
     text = _replace_known(text, known)
     text = URL_CREDENTIALS.sub(r"\1***@", text)
     text = AUTH_SCHEME.sub(r"\1 ***", text)
     text = SECRET_PAIR.sub(_mask_pair, text)
     text = PERSONAL_PAIR.sub(_mask_pair, text)
     text = EMAIL.sub(MASK, text)
-    return PHONE.sub(MASK, text)
+    return PHONE.sub(MASK, text) + cut
+
+
+def _bounded(text: str) -> tuple[str, str]:
+    """The part of `text` a pass reads, and the note that replaces the rest (empty when nothing is cut)."""
+    if len(text) <= MAX_SCRUBBED_CHARS:
+        return text, ""
+    head = text[:MAX_SCRUBBED_CHARS]
+    space = max(head.rfind(" ", MAX_SCRUBBED_CHARS - _CUT_MARGIN), head.rfind("\n", MAX_SCRUBBED_CHARS - _CUT_MARGIN))
+    head = head[:space] if space >= 0 else head[: MAX_SCRUBBED_CHARS - _CUT_MARGIN] + MASK
+    return head, f" [... {len(text) - len(head):,} more characters cut before scrubbing]"
 
 
 def scrub(value: Any, known: Iterable[str] = (), *, by_key: bool = True, _depth: int = 0) -> Any:  # noqa: PLR0911  # one return per kind of value reads best
@@ -92,16 +122,7 @@ def scrub(value: Any, known: Iterable[str] = (), *, by_key: bool = True, _depth:
     if _depth > MAX_DEPTH:
         return MASK
     if isinstance(value, Mapping):
-        result: dict[Any, Any] = {}
-        for key, item in value.items():
-            name = str(key).lower()
-            if by_key and item is not None and (name in PERSONAL_KEYS or name in SECRET_KEYS):
-                result[key] = MASK
-            elif by_key and name in PERSONAL_SUBTREES:
-                result[key] = _mask_leaves(item)
-            else:
-                result[key] = scrub(item, known, by_key=by_key, _depth=_depth + 1)
-        return result
+        return _scrub_mapping(value, known, by_key=by_key, depth=_depth)
     if isinstance(value, list | tuple | set | frozenset):
         return [scrub(item, known, by_key=by_key, _depth=_depth + 1) for item in value]
     if isinstance(value, str):
@@ -115,6 +136,21 @@ def scrub(value: Any, known: Iterable[str] = (), *, by_key: bool = True, _depth:
     if isinstance(value, SecretStr):
         return MASK
     return scrub_text(repr(value), known)
+
+
+def _scrub_mapping(value: Mapping[Any, Any], known: frozenset[str], *, by_key: bool, depth: int) -> dict[Any, Any]:
+    if by_key and is_key_label(value):  # a business key's label: readable, whatever its field is called
+        return {"name": value["name"], "value": scrub(value["value"], known, by_key=by_key, _depth=depth + 1)}
+    result: dict[Any, Any] = {}
+    for key, item in value.items():
+        name = str(key).lower()
+        if by_key and item is not None and (name in PERSONAL_KEYS or name in SECRET_KEYS):
+            result[key] = MASK
+        elif by_key and name in PERSONAL_SUBTREES:
+            result[key] = _mask_leaves(item)
+        else:
+            result[key] = scrub(item, known, by_key=by_key, _depth=depth + 1)
+    return result
 
 
 def describe_message(message: Message[Any] | MessageProxy) -> str:
@@ -149,7 +185,8 @@ def personal_values(body: bytes) -> frozenset[str]:
     found: set[str] = set()
     _collect(document, found, personal=False, depth=0)
     escaped = {json.dumps(value)[1:-1] for value in found}  # how they read inside a JSON text (\u00eb)
-    return frozenset(value for value in found | escaped if len(value.strip()) >= MIN_KNOWN_LENGTH)
+    candidates = (value for value in found | escaped if len(value.strip()) >= MIN_KNOWN_LENGTH)
+    return frozenset(heapq.nlargest(MAX_KNOWN_VALUES, candidates, key=len))
 
 
 def current_message_values() -> frozenset[str]:
@@ -208,10 +245,11 @@ def _mask_leaves(value: Any) -> Any:
 
 
 def _replace_known(text: str, known: Iterable[str]) -> str:
-    values = sorted((value for value in known if value and value in text), key=len, reverse=True)
-    if not values:
-        return text
-    return re.sub("|".join(re.escape(value) for value in values), MASK, text)
+    """Each known value in `text` masked, the longest first (so a name inside a longer address goes with it)."""
+    for value in heapq.nlargest(MAX_KNOWN_VALUES, (value for value in known if value), key=len):
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
 
 
 def _mask_pair(match: re.Match[str]) -> str:

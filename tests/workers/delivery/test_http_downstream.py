@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from handlers.errors import PermanentError, TransientError
-from workers.delivery.http import HttpDownstream
+from workers.delivery.http import HttpDownstream, header_value
 
 
 class Script:
@@ -113,3 +113,56 @@ def test_an_unreachable_system_is_a_transient_error() -> None:
     with pytest.raises(TransientError, match="erp POST /orders failed"):
         erp.post("/orders", {}, idempotency_key="k")
     erp.close()
+
+
+#: Keys the fleet has always sent for plain-ASCII ids: they must never change (the ERP dedups by them).
+PINNED_KEYS = [
+    "order-export:ORD-1001",
+    "order-cancel:ORD-2?force=true#",
+    "atp:order.cancelled:ORD-1:TEE-RED-M",
+    "price:TEE-RED-M:EUR:2026-11-26T00:00:00+00:00",
+    "notify:payment-failed:PAY-2:capture",
+    "return-refund:RCV 1",
+]
+
+
+@pytest.mark.parametrize("key", PINNED_KEYS)
+def test_a_plain_ascii_idempotency_key_is_sent_as_it_always_was(server: tuple[str, Script], key: str) -> None:
+    url, script = server
+
+    HttpDownstream("erp", url, timeout=2).post("/orders", {}, idempotency_key=key)
+
+    assert script.received[0][1] == key
+
+
+@pytest.mark.parametrize(
+    ("key", "sent"),
+    [
+        ("order-export:ORD-3 Ä€", "~order-export%3AORD-3%20%C3%84%E2%82%AC"),
+        ("order-export:ORD-4\r\nX-Admin: yes", "~order-export%3AORD-4%0D%0AX-Admin%3A%20yes"),
+        ("~order-export:ORD-5", "~~order-export%3AORD-5"),
+    ],
+)
+def test_any_other_key_is_sent_encoded_the_same_way_every_time(server: tuple[str, Script], key: str, sent: str) -> None:
+    url, script = server
+    erp = HttpDownstream("erp", url, timeout=2)
+
+    erp.post("/orders", {}, idempotency_key=key)
+    erp.post("/orders", {}, idempotency_key=key)
+
+    assert [received[1] for received in script.received] == [sent, sent]
+    assert header_value(key) == sent
+
+
+def test_a_request_that_cannot_be_built_is_permanent_and_names_what_could_not_be_sent(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    erp = HttpDownstream("erp", url, timeout=2)
+
+    with pytest.raises(PermanentError, match=r"erp POST /orders/a\\r\\n cannot be sent: .*path"):
+        erp.post("/orders/a\r\n", {}, idempotency_key="k")
+    with pytest.raises(PermanentError, match=r"erp POST /orders cannot be sent: .*body"):
+        erp.post("/orders", {"amount": float("nan")}, idempotency_key="k")
+
+    assert script.received == []

@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from dramatiq import Message
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.errors import ContractViolation
+from contracts.envelope import decode_envelope
+from contracts.errors import ContractViolation, UndecodableMessage
 from handlers.errors import PermanentError, TransientError
 from workers.failures import Failure, classify, fingerprint
 from workers.messaging.dead_letters import PREFIX, archive_record, dead_letter_headers, dead_letter_id
@@ -108,6 +110,60 @@ def test_a_worker_dead_letter_recovers_the_events_identity_and_keys_from_its_bod
     assert record["producer"] == "storefront"
     assert record["dedup_key"] == "ORD-9"
     assert record["business_keys"] == {"order_id": "ORD-9"}
+
+
+def _broken(**changes: Any) -> bytes:
+    envelope = json.loads(envelope_body())
+    envelope.update(changes)
+    return json.dumps(envelope).encode("utf-8")
+
+
+IDENTITY = {
+    "message_id": "msg-9",
+    "producer": "storefront",
+    "contract": "order.created",
+    "correlation_id": "corr-9",
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "version"),
+    [
+        (_broken(version="2"), None),
+        (_broken(occurred_at="2026-11-25T08:59:00"), 2),
+        (b"\xef\xbb\xbf" + envelope_body(), 2),
+        (_broken(data="not an object"), 2),
+        (_broken(occurred_at=1764633600000), 2),
+    ],
+    ids=["version-as-text", "naive-occurred-at", "byte-order-mark", "data-not-an-object", "epoch-millis"],
+)
+def test_a_decode_dead_letter_keeps_every_envelope_field_that_could_be_read(body: bytes, version: int | None) -> None:
+    """On-call must know whom to call even when another field made the envelope fail."""
+    failure = classify(caught_decode(body))
+
+    record = archive_record("orders", "orders.XQ", published_by_worker(failure), body)
+
+    assert record["stage"] == "decode"
+    assert {name: record[name] for name in IDENTITY} == IDENTITY
+    assert record["version"] == version
+    assert record["dedup_key"] is None
+
+
+def test_a_decode_dead_letter_leaves_null_only_what_could_not_be_read() -> None:
+    body = json.dumps({"message_id": ["not", "text"], "producer": "x" * 5000, "contract": 7}).encode()
+    failure = classify(caught_decode(body))
+
+    record = archive_record("orders", "orders.XQ", published_by_worker(failure), body)
+
+    assert (record["message_id"], record["producer"], record["contract"]) == (None, None, None)
+
+
+def caught_decode(body: bytes) -> Exception:
+    try:
+        decode_envelope(body)
+    except UndecodableMessage as error:
+        return error
+    raise AssertionError("the body decoded")
 
 
 def test_a_v1_body_yields_the_dedup_key_of_its_upcast_event() -> None:

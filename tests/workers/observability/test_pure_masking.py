@@ -103,3 +103,11 @@ def test_masking_returns_a_copy_and_leaves_the_original_untouched() -> None:
 )
 def test_numeric_ids_skus_and_timestamps_are_not_mistaken_for_phone_numbers(field: str, value: str) -> None:
     assert mask({field: value}) == {field: value}
+
+
+def test_a_business_keys_label_stays_readable_while_a_person_named_name_is_masked() -> None:
+    keys = [{"name": "order_id", "value": "ORD-1"}, {"name": "sku", "value": "TEE ana@example.com"}]
+    people = [{"name": "Ana Müller", "value": "gold customer"}, {"name": "ana_mueller", "value": 3}]
+
+    assert mask(keys) == [{"name": "order_id", "value": "ORD-1"}, {"name": "sku", "value": f"TEE {MASK}"}]
+    assert mask(people) == [{"name": MASK, "value": "gold customer"}, {"name": MASK, "value": 3}]

@@ -132,3 +132,9 @@ def test_the_per_message_info_line_does_not_parse_the_body_but_warnings_and_text
     assert "Zoë" not in line(logging.INFO, "customer %s", "Zoë")
     assert "Zoë" not in line(logging.WARNING, "dead-lettered: Zoë")
     assert parsed == [1, 1]
+
+
+def test_a_business_keys_label_stays_readable_in_a_scrubbed_event() -> None:
+    assert scrub({"keys": [{"name": "payment_id", "value": "PAY-1"}, {"name": "Zoë", "value": "x"}]}) == {
+        "keys": [{"name": "payment_id", "value": "PAY-1"}, {"name": MASK, "value": "x"}]
+    }
