@@ -195,8 +195,8 @@ def _stages_table(defaults: FleetDefaults) -> str:
         [
             "`delivery`",
             "Your event **was applied**; a downstream system (ERP, channels, notify, payments) refused the request "
-            "it caused for good (a 4xx), "
-            f"or did not take it within its delivery budget ({_duration(defaults.delivery_budget_seconds)} by default).",
+            "it caused for good (a 4xx), or did not take it within its delivery budget "
+            f"({_duration(defaults.delivery_budget_seconds)} by default).",
             "The request, yes: a downstream outage only delays it (it is sent after the system is back). "
             "Nothing for you to resend: on-call replays the request after the fix.",
         ],
