@@ -5,6 +5,8 @@ The day runs in phases, as it does in a shop: night (catalog and stock counts), 
 (deliveries, late and stale events), late evening (a return), night again (its receipt and
 refund). Inside a phase events race each other across flow queues, as in production; the
 failure policy's retries sort out what arrives out of order.
+
+Over 300 lines on purpose: it is the day's script, data more than code, read from top to bottom.
 """
 
 from __future__ import annotations
