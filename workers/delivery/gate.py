@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from threading import Lock
 
 from sqlalchemy import Engine
 
-from workers.store.outbox.system_state import CLOSED, Control, read_control
+from workers.store.outbox.controls import BREAKER_CLOSED, Control, read_control
 
 
 class ControlGate:
@@ -40,7 +39,8 @@ class ControlGate:
             self._read.pop(system, None)
 
     def paused(self, system: str) -> bool:
-        return self.control(system).paused_at(datetime.now(UTC))
+        """Paused until an operator resumes: `--until` is the plan an alert watches, not a timer."""
+        return self.control(system).paused
 
     def closed(self, system: str) -> bool:
-        return self.control(system).breaker == CLOSED
+        return self.control(system).breaker == BREAKER_CLOSED

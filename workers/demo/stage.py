@@ -12,8 +12,8 @@ from workers.delivery.fake import FakeDownstream
 from workers.delivery.relay import Relay
 from workers.demo.day import MAINTENANCE_ORDERS, Step, maintenance_window
 from workers.messaging.memory_broker import MemoryBroker
+from workers.store.outbox.controls import pause, resume
 from workers.store.outbox.status import PENDING
-from workers.store.outbox.system_state import set_pause
 from workers.store.tables import deliveries, orders
 
 
@@ -70,7 +70,10 @@ class Stage:
 
     def _pause(self, system: str, *, paused: bool, reason: str) -> None:
         with self.engine.begin() as connection:
-            set_pause(connection, system, paused=paused, by="demo", reason=reason, until=None, now=datetime.now(UTC))
+            if paused:
+                pause(connection, system, actor="demo", reason=reason, until=None, now=datetime.now(UTC))
+            else:
+                resume(connection, system, actor="demo", reason=reason, now=datetime.now(UTC))
         self.relay.gate.forget(system)
 
 

@@ -17,7 +17,8 @@ from tests.support.outbox import by_key, rows
 from tests.support.transactions import ConnectionsInUse
 from workers.delivery.fake import FakeDownstream
 from workers.fleet import relay as build_relay
-from workers.store.outbox.system_state import read_control, set_pause
+from workers.store.outbox.controls import pause as pause_system
+from workers.store.outbox.controls import read_control, resume
 
 ORDERS = [f"ORD-{n}" for n in range(1, 6)]
 
@@ -36,9 +37,10 @@ def erp_keys(erp: FakeDownstream, *, ok_only: bool = True) -> list[str]:
 
 def pause(fleet: FleetRun, system: str, *, paused: bool = True) -> None:
     with fleet.engine.begin() as connection:
-        set_pause(
-            connection, system, paused=paused, by="oncall", reason="ERP upgrade", until=None, now=datetime.now(UTC)
-        )
+        if paused:
+            pause_system(connection, system, actor="oncall", reason="ERP upgrade", until=None, now=datetime.now(UTC))
+        else:
+            resume(connection, system, actor="oncall", reason="upgrade done", now=datetime.now(UTC))
     fleet.relay.gate.forget(system)
 
 
@@ -134,19 +136,24 @@ def test_a_paused_system_gets_no_request_even_after_a_relay_restart_and_a_resume
     assert sorted(erp_keys(erp)) == [f"order-export:{o}" for o in ORDERS[:3]], "the backlog drains"
 
 
-def test_a_pause_whose_until_has_passed_no_longer_holds(fleet: FleetRun, erp: FakeDownstream) -> None:
+def test_a_pause_past_its_planned_end_holds_until_an_operator_resumes(fleet: FleetRun, erp: FakeDownstream) -> None:
     with fleet.engine.begin() as connection:
-        set_pause(
+        pause_system(
             connection,
             "erp",
-            paused=True,
-            by="oncall",
+            actor="oncall",
             reason="window",
             until=datetime.now(UTC) - timedelta(seconds=1),
             now=datetime.now(UTC),
         )
+    fleet.relay.gate.forget("erp")
 
     fleet.run(envelope(order_v2("ORD-1")))
+
+    assert erp_keys(erp) == [], "the plan has passed, but nobody said the ERP is back"
+
+    pause(fleet, "erp", paused=False)
+    fleet.deliver()
 
     assert erp_keys(erp) == ["order-export:ORD-1"]
 

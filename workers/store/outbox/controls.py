@@ -43,6 +43,8 @@ class Control:
     breaker: str
     consecutive_failures: int
     breaker_opened_at: datetime | None
+    #: When a relay took the half-open probe (the relay's own bookkeeping).
+    breaker_probe_at: datetime | None = None
 
     @property
     def circuit_open(self) -> bool:
@@ -96,6 +98,7 @@ def _read(connection: Connection, query: Select[Any]) -> list[Control]:
             breaker=row["breaker"] or BREAKER_CLOSED,
             consecutive_failures=int(row["consecutive_failures"] or 0),
             breaker_opened_at=aware(row["breaker_opened_at"]),
+            breaker_probe_at=aware(row["breaker_probe_at"]),
         )
         for row in connection.execute(query).mappings()
     ]
@@ -105,7 +108,7 @@ def pause(
     connection: Connection, system: str, *, actor: str, reason: str, until: datetime | None, now: datetime
 ) -> Change:
     """Pause `system` (or, already paused, take over its reason and plan, keeping since when), audited."""
-    _ensure_row(connection, system)
+    ensure_row(connection, system)
     before = read_control(connection, system, lock=True)
     outcome = UPDATED if before.paused else PAUSED
     since = before.paused_since if before.paused and before.paused_since else now
@@ -148,7 +151,7 @@ def resume(connection: Connection, system: str, *, actor: str, reason: str, now:
     return Change(system, outcome, action_id, before, after)
 
 
-def _ensure_row(connection: Connection, system: str) -> None:
+def ensure_row(connection: Connection, system: str) -> None:
     """Migration 0004 seeds the four systems; a system added later gets its row on its first pause."""
     exists = connection.execute(select(downstream_controls.c.system).where(downstream_controls.c.system == system))
     if exists.first() is None:

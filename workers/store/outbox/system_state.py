@@ -1,74 +1,15 @@
-"""Each system's row in `downstream_controls`: the operator's pause, and the fleet-wide circuit breaker's state."""
+"""The fleet-wide circuit breaker's moves in each system's `downstream_controls` row (the pause is controls.py's)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
+from workers.store.outbox.controls import BREAKER_CLOSED, Control, ensure_row, read_control
 from workers.store.tables import downstream_controls
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-
-
-@dataclass(frozen=True)
-class Control:
-    """What the relay obeys for one system."""
-
-    system: str
-    paused: bool = False
-    paused_until: datetime | None = None
-    breaker: str = CLOSED
-    consecutive_failures: int = 0
-    breaker_opened_at: datetime | None = None
-    breaker_probe_at: datetime | None = None
-
-    def paused_at(self, now: datetime) -> bool:
-        """Paused, and the pause's `--until` (if any) not passed."""
-        return self.paused and (self.paused_until is None or self.paused_until > now)
-
-
-def read_control(connection: Connection, system: str) -> Control:
-    """The system's row (a missing row means: not paused, breaker closed)."""
-    row = connection.execute(select(downstream_controls).where(downstream_controls.c.system == system)).first()
-    return Control(system) if row is None else _control(system, row)
-
-
-def ensure_control(connection: Connection, system: str) -> None:
-    """Give `system` its row if the migration did not (a system added later)."""
-    if connection.execute(select(downstream_controls.c.system).where(downstream_controls.c.system == system)).first():
-        return
-    connection.execute(
-        downstream_controls.insert().values(system=system, paused=False, breaker=CLOSED, consecutive_failures=0)
-    )
-
-
-def set_pause(
-    connection: Connection,
-    system: str,
-    *,
-    paused: bool,
-    by: str,
-    reason: str | None,
-    until: datetime | None,
-    now: datetime,
-) -> None:
-    """Pause (or resume) the relay's sends to `system`, fleet-wide; in-flight requests finish."""
-    ensure_control(connection, system)
-    connection.execute(
-        downstream_controls.update()
-        .where(downstream_controls.c.system == system)
-        .values(
-            paused=paused,
-            paused_by=by if paused else None,
-            pause_reason=reason if paused else None,
-            paused_since=now if paused else None,
-            paused_until=until if paused else None,
-            updated_at=now,
-        )
-    )
+CLOSED, OPEN, HALF_OPEN = BREAKER_CLOSED, "open", "half_open"
 
 
 def record_success(connection: Connection, system: str, now: datetime) -> str | None:
@@ -124,29 +65,5 @@ def abandon_probe(connection: Connection, system: str) -> None:
 
 def _locked(connection: Connection, system: str) -> Control:
     """The row, locked until the transaction ends on PostgreSQL, so breaker moves do not race."""
-    ensure_control(connection, system)
-    query = select(downstream_controls).where(downstream_controls.c.system == system)
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = connection.execute(query).first()
-    assert row is not None, "ensure_control gave the system its row"
-    return _control(system, row)
-
-
-def _control(system: str, row: Any) -> Control:
-    return Control(
-        system=system,
-        paused=bool(row.paused),
-        paused_until=_aware(row.paused_until),
-        breaker=str(row.breaker),
-        consecutive_failures=int(row.consecutive_failures),
-        breaker_opened_at=_aware(row.breaker_opened_at),
-        breaker_probe_at=_aware(row.breaker_probe_at),
-    )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back naive; they were written in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    ensure_row(connection, system)
+    return read_control(connection, system, lock=True)
