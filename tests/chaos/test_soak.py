@@ -1032,11 +1032,24 @@ def account(
         str(row["idempotency_key"])
         for row in read(database, "SELECT idempotency_key FROM deliveries WHERE status = 'dead_lettered'")
     }
-    absent = sorted(expected.required_keys - set(applied) - refused)
+    # Availability, prices and products carry only the latest value: a newer delivery for the same SKU may
+    # supersede one that had not gone out, as long as a newer one for that SKU then reached the system.
+    superseded = {
+        str(row["idempotency_key"])
+        for row in read(database, "SELECT idempotency_key FROM deliveries WHERE status = 'superseded'")
+    }
+    unreplaced = read(
+        database,
+        "SELECT s.idempotency_key FROM deliveries s WHERE s.status = 'superseded' AND NOT EXISTS ("
+        "SELECT 1 FROM deliveries d WHERE d.supersede_key = s.supersede_key AND d.id > s.id "
+        "AND d.status IN ('delivered', 'dead_lettered'))",
+    )
+    problems += [f"superseded with no newer value delivered: {unreplaced[:5]}"] * bool(unreplaced)
+    absent = sorted(expected.required_keys - set(applied) - refused - superseded)
     problems += [f"downstream effects never applied: {len(absent)}, e.g. {absent[:5]}"] * bool(absent)
     unknown = sorted(set(applied) - expected.required_keys - expected.optional_keys)
     problems += [f"downstream effects nobody asked for: {unknown[:5]}"] * bool(unknown)
-    unfinished = sorted(downstream.requested() - set(applied) - expected.optional_keys)
+    unfinished = sorted(downstream.requested() - set(applied) - expected.optional_keys - superseded)
     problems += [f"requested downstream but never applied: {unfinished[:5]}"] * bool(unfinished)
 
     logs = "".join(handle.log() for handle in chaos.every_worker)
