@@ -22,6 +22,7 @@ from tests.workers.conftest import (  # noqa: F401  # pytest finds fixtures by n
     database_url,
     engine,
     erp,
+    faults,
     fleet,
     fleet_runner,
     settings,

@@ -9,6 +9,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.support.dead_letters import negative_quantity, refused_orders
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRun
 from tests.workers.console.conftest import ErpRules
 from workers.delivery.fake import FakeDownstream
@@ -17,10 +18,10 @@ SECRET = "night.owl@example.com"
 
 
 def test_an_operator_replays_a_group_from_the_alert_link_repairs_a_record_and_the_audit_log_names_them(
-    browser: Any, console_url: str, fleet: FleetRun, erp: FakeDownstream, tmp_path: Path
+    browser: Any, console_url: str, fleet: FleetRun, erp: FakeDownstream, faults: PortFaults, tmp_path: Path
 ) -> None:
     shots = tmp_path / "screenshots"
-    rules = ErpRules(erp)
+    rules = ErpRules(faults)
     refused_orders(fleet, rules, "ORD-501", "ORD-502", "ORD-503", email=SECRET)
     fleet.run(negative_quantity("ORD-600", email=SECRET))
     records = fleet.dead_letters()

@@ -13,11 +13,11 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRun
 from workers.console.app import create_app
 from workers.console.config import ConsoleConfig
 from workers.console.passwords import hash_password
-from workers.delivery.fake import FakeDownstream
 from workers.settings import Settings
 
 BASE = "http://console.test"
@@ -108,16 +108,16 @@ def admin(client: TestClient) -> Browser:
 
 
 class ErpRules:
-    """The ERP refuses (400) the orders named in `refused`."""
+    """The ERP refuses (400) the orders named in `refused`, inside the handler's transaction (stage `handler`)."""
 
-    def __init__(self, fake: FakeDownstream) -> None:
+    def __init__(self, faults: PortFaults) -> None:
         self.refused: set[str] = set()
-        fake.responder = self.answer
+        faults.responder = self.answer
 
     def answer(self, _path: str, payload: Mapping[str, Any], _key: str, _attempt: int) -> int:
         return 400 if payload.get("order_id") in self.refused else 200
 
 
 @pytest.fixture
-def erp_rules(erp: FakeDownstream) -> ErpRules:
-    return ErpRules(erp)
+def erp_rules(faults: PortFaults) -> ErpRules:
+    return ErpRules(faults)
