@@ -348,7 +348,9 @@ def test_the_demo_runs_a_day_across_all_six_flows_showing_every_outcome_and_fail
     summary = demo.run(print_line=lines.append)
 
     outcomes = summary["outcomes"]
-    for outcome in ("processed", "duplicate", "stale", "retried", "dead_lettered"):
+    # A message is retried in the demo only when a capture wins the race with its authorization: the ERP's
+    # 503s are now retried by the relay, not by the message (ERP requests > effects, asserted below).
+    for outcome in ("processed", "duplicate", "stale", "dead_lettered"):
         assert outcomes[outcome] > 0, outcome
     assert all(counts["processed"] > 0 for counts in summary["flows"].values()), summary["flows"]
     assert set(summary["flows"]) == {"orders", "inventory", "payments", "fulfillment", "returns", "catalog"}
