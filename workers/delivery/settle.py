@@ -20,6 +20,7 @@ from workers.delivery.sending import DELIVERED, PERMANENT, THROTTLED, Sent
 from workers.observability.delivery_metrics import breaker_transitions_total
 from workers.observability.delivery_reports import report_delivery_dead_letter
 from workers.observability.metrics import deliveries_total
+from workers.store.outbox.controls import aware
 from workers.store.outbox.dead_letters import dead_letter_delivery, delivery_fingerprint
 from workers.store.outbox.outcomes import mark_delivered, retry_later, throttle
 from workers.store.outbox.redelivery import resolve_after_delivery
@@ -108,7 +109,7 @@ class Settler:
                 "re-opened, the probe failed" if probing else "opened",
                 sent.message,
             )
-        first_failed = _aware(row.get("first_failed_at")) or now
+        first_failed = aware(row.get("first_failed_at")) or now
         budget = self.policy.budget(system)
         if now - first_failed >= budget:
             message = (
@@ -164,12 +165,6 @@ class Settler:
             breaker_transitions_total.labels(system, "closed").inc()
             logger.info("circuit breaker for %s closed: the system answered again", system)
         return previous or "reset"
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _duration(span: timedelta) -> str:

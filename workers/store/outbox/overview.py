@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from workers.settings import DOWNSTREAM_SYSTEMS
+from workers.store.outbox.controls import Control, aware, read_controls
 from workers.store.outbox.status import PENDING
-from workers.store.tables import deliveries, downstream_controls
+from workers.store.tables import deliveries
 
 
 def systems_overview(connection: Connection) -> list[dict[str, Any]]:
@@ -22,29 +22,25 @@ def systems_overview(connection: Connection) -> list[dict[str, Any]]:
             .group_by(deliveries.c.system)
         )
     }
-    controls = {str(row["system"]): dict(row) for row in connection.execute(select(downstream_controls)).mappings()}
+    controls = read_controls(connection)
     names = list(DOWNSTREAM_SYSTEMS) + sorted((set(backlog) | set(controls)) - set(DOWNSTREAM_SYSTEMS))
     rows = []
     for name in names:
         count, oldest = backlog.get(name, (0, None))
-        control = controls.get(name, {})
+        control = controls.get(name) or Control.idle(name)
         rows.append(
             {
                 "system": name,
                 "pending": count,
-                "oldest_pending": _aware(oldest),
-                "paused": bool(control.get("paused")),
-                "paused_by": control.get("paused_by"),
-                "pause_reason": control.get("pause_reason"),
-                "paused_until": _aware(control.get("paused_until")),
-                "breaker": control.get("breaker") or "closed",
+                "oldest_pending": aware(oldest),
+                "paused": control.paused,
+                "paused_by": control.paused_by,
+                "pause_reason": control.pause_reason,
+                "paused_until": control.paused_until,
+                "breaker": control.breaker,
             }
         )
     return rows
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def deliveries_of(connection: Connection, message_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
