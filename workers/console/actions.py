@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from workers.console.auth import OPERATOR, VIEWER, Principal
 from workers.console.selection import selection_of
-from workers.console.views import Refused, console_of, endpoint, render
+from workers.console.views import Refused, console_of, endpoint, reason_of, render
 from workers.store.archive.actions import DISCARD, INTERRUPTED, REPAIR, REPLAY, RESTORE, STOPPED, get_action
 from workers.store.archive.pages import action_page
 from workers.store.archive.records import DeadLetterFilter, matching_ids
@@ -89,7 +89,7 @@ def discard(request: Request, who: Principal, form: Mapping[str, str]) -> Respon
     where = selection_of(form, status=OPEN)
     if not where.narrows:
         raise Refused("select what to discard: a group or a filter")
-    reason = _reason(form)
+    reason = reason_of(form)
     with console_of(request).engine.begin() as connection:
         ids = matching_ids(connection, where)
         action_id, _moved = audited_move(
@@ -109,7 +109,7 @@ def discard(request: Request, who: Principal, form: Mapping[str, str]) -> Respon
 def restore(request: Request, who: Principal, form: Mapping[str, str]) -> Response:
     """Reopen one discarded dead letter (the record page's button)."""
     record_id = int(request.path_params["id"])
-    reason = _reason(form)
+    reason = reason_of(form)
     with console_of(request).engine.begin() as connection:
         found = matching_ids(connection, DeadLetterFilter(ids=(record_id,), status=DISCARDED))
         action_id, _moved = audited_move(
@@ -123,13 +123,6 @@ def restore(request: Request, who: Principal, form: Mapping[str, str]) -> Respon
             event="restored",
         )
     return RedirectResponse(f"/actions/{action_id}", status_code=303)
-
-
-def _reason(form: Mapping[str, str]) -> str:
-    reason = form.get("reason", "").strip()
-    if not reason:
-        raise Refused("this needs a reason (it is recorded in the audit log)")
-    return reason
 
 
 ROUTES = [
