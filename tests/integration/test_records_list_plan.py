@@ -6,36 +6,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, event
 
 from tests.integration.conftest import Database
+from tests.support.large_archive import RECORDS, seed_large_archive
 from workers.store.archive.pages import dead_letter_page
 from workers.store.archive.records import DeadLetterFilter
 from workers.store.db import make_engine, migrate
-
-RECORDS = 100_000
-#: The usual archive: most records resolved long ago, the open ones few and old, so a walk of the
-#: primary key from the newest would read nearly every row before it found a page of open ones.
-SEED = f"""
-INSERT INTO dead_letters (dead_letter_key, flow, queue, stage, contract, version, message_id, dedup_key,
-  business_keys, error_type, error_message, field_paths, attempts, first_failed_at, last_failed_at, archived_at,
-  fingerprint, status, body, headers)
-SELECT 'k' || n, (ARRAY['orders', 'payments', 'inventory', 'catalog', 'fulfillment', 'returns'])[1 + n % 6],
-  'q', 'contract', 'order.created', 2, 'm' || n, 'ORD-' || n, '{{}}'::json, 'ValidationError', 'bad', '[]'::json, 1,
-  now(), now(), now(), 'fp' || (n % 20), CASE WHEN n <= {RECORDS // 20} THEN 'open' ELSE 'resolved' END,
-  '\\x00'::bytea, '{{}}'::json
-FROM generate_series(1, {RECORDS}) AS n
-"""
 
 
 @pytest.fixture
 def archive(database: Database) -> Iterator[Engine]:
     engine = make_engine(database.url)
     migrate(engine)
-    with engine.begin() as connection:
-        connection.execute(text(SEED))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE dead_letters"))
+    seed_large_archive(engine)
     try:
         yield engine
     finally:
