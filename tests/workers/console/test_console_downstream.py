@@ -105,6 +105,9 @@ def test_a_pause_needs_a_known_system_a_reason_and_a_planned_end_in_the_future(
     past = operator.post("/downstream/erp/pause", {"reason": REASON, "until": "2020-01-01T06:00Z"})
     assert past.status_code == 400 and "in the past" in past.text
     assert operator.post("/downstream/erp/pause", {"reason": REASON, "until": "soon"}).status_code == 400
+    for beyond_the_calendar in ("99999999999d", "9999999h", "9999-12-31T23:59-05:00", "1" * 5000 + "m"):
+        too_far = operator.post("/downstream/erp/pause", {"reason": REASON, "until": beyond_the_calendar})
+        assert too_far.status_code == 400 and "not a time" in too_far.text, beyond_the_calendar[:20]
     assert not _paused(engine, "erp") and _actions(engine) == []
 
 

@@ -30,7 +30,6 @@ def systems_overview(
                 "system": name,
                 "pending": stats.pending,
                 "oldest_pending": stats.oldest_pending_at,
-                "oldest_seconds": None if stats.oldest_pending_at is None else stats.oldest_pending_seconds(now),
                 "overdue": stats.overdue,
                 "in_flight": stats.in_flight,
                 "failing": stats.failing,
