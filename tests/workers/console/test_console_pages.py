@@ -71,6 +71,7 @@ def test_records_are_found_by_business_key_and_by_every_selector(
     assert ids("?status=discarded") == set() and len(ids("?status=any")) == 2
     assert viewer.get("/records?stage=nonsense").status_code == 400
     assert viewer.get("/records?version=two").status_code == 400
+    assert viewer.get("/records?since=99999999999d").status_code == 400  # beyond the calendar: refused, not a 500
 
 
 def test_the_records_list_pages_by_cursor_through_a_large_archive(viewer: Browser, engine: Engine) -> None:
