@@ -33,6 +33,7 @@ def test_the_overview_counts_open_dead_letters_per_flow_and_stage(
     assert ">3<" in orders_row  # open in all
     assert 'href="/records?flow=orders&amp;stage=handler">2<' in orders_row
     assert 'href="/records?flow=orders&amp;stage=contract">1<' in orders_row
+    assert orders_row.rstrip().endswith("<td>2</td>"), "two fingerprints first seen within the hour"
     assert "erp" in page and "channels" in page  # the downstream systems
 
 
