@@ -1,4 +1,4 @@
-"""On-call in a real browser: from the alert's link to a dry run, a replay and its outcomes, a repair, the audit log."""
+"""On-call in a real browser: the alert's link, a dry run, a replay and its outcomes, a repair, a pause, the audit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.support.dead_letters import negative_quantity, refused_orders
+from tests.support.envelopes import envelope, order_v2
 from tests.support.faults import PortFaults
 from tests.support.fleet_run import FleetRun
 from tests.workers.console.conftest import ErpRules
@@ -66,3 +67,43 @@ def test_an_operator_replays_a_group_from_the_alert_link_repairs_a_record_and_th
     browser.screenshot(path=shots / "actions.png", full_page=True)
     log = browser.inner_text("table")
     assert log.count("olga") == 2 and "replay" in log and "repair" in log and "ERP export fixed (INC-88)" in log
+
+
+def test_an_operator_pauses_and_resumes_a_downstream_system_and_the_audit_log_names_them(
+    browser: Any, console_url: str, fleet: FleetRun, erp: FakeDownstream, tmp_path: Path
+) -> None:
+    shots = tmp_path / "screenshots"
+    browser.goto(console_url + "/downstream")
+    controls = browser.locator("#control-erp")
+    controls.locator("form[action$='/pause'] input[name=reason]").fill("ERP upgrade 4.2 (CHG-311)")
+    controls.locator("form[action$='/pause'] input[name=until]").fill("2h")
+    controls.locator("text=Pause").click()
+    browser.wait_for_url("**/actions/*")
+    assert browser.inner_text("dd.actor") == "olga" and "erp paused" in browser.inner_text("main")
+    browser.screenshot(path=shots / "pause-action.png", full_page=True)
+
+    fleet.relay.gate.forget("erp")  # the relay reads the pause again (it caches the row for a second)
+    fleet.run(envelope(order_v2("ORD-700", [("MUG-BLUE", 1)])))
+    assert erp.requests == [], "a paused ERP gets no request"
+    browser.click("text=Back to the downstream systems")
+    row = browser.inner_text("#system-erp")
+    assert "paused by olga" in row and "ERP upgrade 4.2 (CHG-311)" in row and "planned until" in row
+    browser.screenshot(path=shots / "downstream-paused.png", full_page=True)
+
+    resume = browser.locator("#control-erp form[action$='/resume']")
+    resume.locator("input[name=reason]").fill("upgrade done")
+    resume.locator("text=Resume").click()
+    browser.wait_for_url("**/actions/*")
+    assert "erp resumed after" in browser.inner_text("main")
+    fleet.relay.gate.forget("erp")
+    fleet.deliver()
+    assert [status for _path, _key, status in erp.requests] == [200]
+
+    browser.goto(console_url + "/actions?actor=olga")
+    browser.screenshot(path=shots / "actions-pause-resume.png", full_page=True)
+    log = browser.inner_text("table")
+    assert browser.locator("td.actor").all_inner_texts() == ["olga", "olga"]
+    assert "pause" in log and "resume" in log and "ERP upgrade 4.2 (CHG-311)" in log and "upgrade done" in log
+    browser.goto(console_url + "/")
+    browser.screenshot(path=shots / "overview-after-resume.png", full_page=True)
+    assert "paused by" not in browser.inner_text("#system-erp")

@@ -10,25 +10,22 @@ actions (`flowfleet dlq actions`).
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import asdict
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.cli.command import CommandError, Subparsers, runs
 from workers.cli.dlq.archive import archive_engine
 from workers.cli.dlq.arguments import actor_of
 from workers.cli.output import dump_json
+from workers.observability.exporter import delivery_objectives
 from workers.observability.masking import mask_text
 from workers.settings import DOWNSTREAM_SYSTEMS, Settings
-from workers.store.outbox import controls
+from workers.store.outbox import controls, plans
 from workers.store.outbox.backlog import RECENT_WINDOWS, SystemBacklog, backlog, last_errors
 from workers.store.outbox.controls import Control
 
 SYSTEMS_HELP = "|".join(DOWNSTREAM_SYSTEMS)
-_RELATIVE = re.compile(r"^(\d+)([mhd])$")
-_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 def register(sub: Subparsers) -> None:
@@ -67,35 +64,18 @@ def _write_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def known_system(name: str) -> str:
-    if name not in DOWNSTREAM_SYSTEMS:
-        raise CommandError(f"unknown downstream system {name!r}: one of {', '.join(DOWNSTREAM_SYSTEMS)}")
-    return name
+    try:
+        return controls.known_system(name)
+    except controls.UnknownSystem as error:
+        raise CommandError(str(error)) from None
 
 
 def parse_until(text: str, *, now: datetime) -> datetime:
-    """A planned end in the future: `06:00` (UTC; tomorrow if already past), an ISO date-time, or `2h`."""
-    text = text.strip()
-    relative = _RELATIVE.match(text)
-    clock = _CLOCK.match(text)
-    if relative:
-        amount, unit = relative.groups()
-        moment = now + timedelta(**{_UNITS[unit]: int(amount)})
-    elif clock:
-        hour, minute = (int(part) for part in clock.groups())
-        if hour > 23 or minute > 59:  # the clock's own limits
-            raise CommandError(f"not a time of day: {text!r}")
-        moment = datetime.combine(now.date(), time(hour, minute), tzinfo=UTC)
-        if moment <= now:
-            moment += timedelta(days=1)
-    else:
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise CommandError(f"--until: not a time: {text!r} (use 06:00, 2026-12-03T06:00Z or 2h)") from None
-        moment = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    if moment <= now:
-        raise CommandError(f"--until {text} is in the past ({moment:%Y-%m-%d %H:%M} UTC)")
-    return moment.astimezone(UTC)
+    """`--until` as the plan of a pause (see `plans.parse_until`)."""
+    try:
+        return plans.parse_until(text, now=now)
+    except plans.NotAPlan as error:
+        raise CommandError(f"--until: {error}") from None
 
 
 # -- status ----------------------------------------------------------------------------------------
@@ -143,7 +123,7 @@ def _pause_report(control: Control, now: datetime) -> dict[str, Any]:
 
 def downstream_status(args: argparse.Namespace, settings: Settings) -> int:
     systems = [known_system(args.system)] if args.system else list(DOWNSTREAM_SYSTEMS)
-    objectives = {system: settings.delivery_objective(system) for system in DOWNSTREAM_SYSTEMS}
+    objectives = delivery_objectives(settings)
     now = datetime.now(UTC)
     with archive_engine(settings) as engine, engine.connect() as connection:
         found = controls.read_controls(connection)

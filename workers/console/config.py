@@ -37,14 +37,18 @@ class ConsoleConfig(BaseSettings):
     secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
 
     def known_users(self) -> dict[str, User]:
-        text = "" if self.users is None else self.users.get_secret_value()
+        """The users from FLOWFLEET_CONSOLE_USERS, then the file's (a name in both: the file's entry)."""
+        sources = [("FLOWFLEET_CONSOLE_USERS", "" if self.users is None else self.users.get_secret_value())]
         if self.users_file is not None:
             try:
-                text += "\n" + self.users_file.read_text(encoding="utf-8")
-            except OSError as error:
-                raise ConfigurationError(f"cannot read FLOWFLEET_CONSOLE_USERS_FILE: {error.strerror}") from None
+                sources.append((f"FLOWFLEET_CONSOLE_USERS_FILE {self.users_file}", self.users_file.read_text("utf-8")))
+            except (OSError, UnicodeDecodeError) as error:
+                why = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+                raise ConfigurationError(f"cannot read FLOWFLEET_CONSOLE_USERS_FILE {self.users_file}: {why}") from None
+        users: dict[str, User] = {}
         try:
-            users = parse_users(text)
+            for source, text in sources:
+                users |= parse_users(text, source=source)
         except ValueError as error:
             raise ConfigurationError(f"console users: {error}") from None
         for user in users.values():

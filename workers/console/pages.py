@@ -19,7 +19,7 @@ from workers.console.auth import ADMIN, VIEWER, Principal
 from workers.console.downstream import downstream_overview
 from workers.console.queues import queue_depths
 from workers.console.selection import selection_of, selection_params
-from workers.console.views import Refused, console_of, endpoint, render
+from workers.console.views import Refused, console_of, endpoint, reason_of, render
 from workers.flows import FLOWS
 from workers.observability.masking import mask, mask_text
 from workers.store.archive.actions import FINISHED, create_action
@@ -43,7 +43,7 @@ def overview(request: Request, who: Principal, _form: Mapping[str, str]) -> Resp
     now = datetime.now(UTC)
     with console.engine.connect() as connection:
         stats = archive_stats(connection, now=now, new_window=NEW_WINDOW)
-        systems = downstream_overview(connection, now=now)
+        systems = downstream_overview(connection, console.settings, now=now)
     stages = sorted({stage for _flow, stage in stats.open})
     flows = [
         {
@@ -134,9 +134,7 @@ def record(request: Request, who: Principal, _form: Mapping[str, str]) -> Respon
 @endpoint(ADMIN, post=True)
 def unmask(request: Request, who: Principal, form: Mapping[str, str]) -> Response:
     """Show one record unmasked, once, to an admin who gave a reason; the action is in the audit log."""
-    reason = form.get("reason", "").strip()
-    if not reason:
-        raise Refused("unmasking needs a reason (it is recorded in the audit log)")
+    reason = reason_of(form, "unmasking")
     record_id = int(request.path_params["id"])
     with console_of(request).engine.begin() as connection:
         create_action(

@@ -48,14 +48,31 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(given, expected)
 
 
-def parse_users(text: str) -> dict[str, User]:
-    """`name:role:hash` (or `name:role:-` for a proxy-only user), separated by whitespace or commas."""
+def is_password_hash(stored: str) -> bool:
+    """Whether `stored` has the shape `hash_password` writes (so a pasted password or a typo is caught at start)."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt" or not all(part.isdigit() for part in parts[1:4]):
+        return False
+    try:
+        return all(base64.b64decode(part, validate=True) for part in parts[4:])
+    except ValueError:
+        return False
+
+
+def parse_users(text: str, *, source: str) -> dict[str, User]:
+    """`name:role:hash` (or `name:role:-` for a proxy-only user), separated by whitespace or commas.
+
+    A malformed entry is refused with where it is (`source`, line) and never echoes a hash or password."""
     users: dict[str, User] = {}
-    for line in text.splitlines():
-        for entry in line.split("#", 1)[0].replace(",", " ").split():
+    for number, line in enumerate(text.splitlines(), start=1):
+        for place, entry in enumerate(line.split("#", 1)[0].replace(",", " ").split(), start=1):
             found = _ENTRY.match(entry)
-            if found is None:
-                raise ValueError(f"a console user entry is not name:role:hash (starts {entry[:12]!r})")
+            if found is None:  # not echoed: a misplaced password must not reach a log
+                raise ValueError(f"{source} line {number}: entry {place} is not name:role:hash")
             name, role, stored = found.groups()
+            if stored != "-" and not is_password_hash(stored):
+                raise ValueError(
+                    f"{source} line {number}: {name}'s password is not a hash from `flowfleet console --hash-password`"
+                )
             users[name] = User(name, role, None if stored == "-" else stored)
     return users

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from contracts.published import REGISTRY
 from workers.console.auth import OPERATOR, VIEWER, Principal
 from workers.console.selection import selection_of, selection_params
-from workers.console.views import Refused, console_of, endpoint, render
+from workers.console.views import Refused, console_of, endpoint, reason_of, render
 from workers.deadletters.preflight import check
 from workers.deadletters.preview import dry_run
 from workers.deadletters.repair import RepairRefused, repair
@@ -55,9 +55,7 @@ def start(request: Request, who: Principal, form: Mapping[str, str]) -> Response
     where = selection_of(form, status=OPEN)
     if not where.narrows and form.get("all") != "1":
         raise Refused("select what to replay: a group or a filter")
-    reason = form.get("reason", "").strip()
-    if not reason:
-        raise Refused("a replay needs a reason (it is recorded in the audit log)")
+    reason = reason_of(form, "a replay")
     try:
         rate = float(form["rate"]) if form.get("rate", "").strip() else None
         canary = int(form.get("canary") or 0)
@@ -142,9 +140,7 @@ def repair_start(request: Request, who: Principal, form: Mapping[str, str]) -> R
     """Send the edited copy through the replayer as a `repair` action, as `dlq repair` does."""
     record = _open_record(request)
     patch = _patch_of(form)
-    reason = form.get("reason", "").strip()
-    if not reason:
-        raise Refused("a repair needs a reason (it is recorded in the audit log)")
+    reason = reason_of(form, "a repair")
     try:
         repaired = repair(record, patch, REGISTRY)
     except RepairRefused as error:

@@ -79,6 +79,14 @@ def endpoint(role: str, *, post: bool = False) -> Callable[[View], Endpoint]:
     return wrap
 
 
+def reason_of(form: Mapping[str, str], what: str = "this") -> str:
+    """The form's reason for a change, required: it is recorded in the audit log."""
+    reason = form.get("reason", "").strip()
+    if not reason:
+        raise Refused(f"{what} needs a reason (it is recorded in the audit log)")
+    return reason
+
+
 def render(request: Request, who: Principal | None, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     console = console_of(request)
     token = None if who is None else csrf.token(console.secret, who.name)

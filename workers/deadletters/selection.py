@@ -14,6 +14,9 @@ def moment(text: str, *, now: datetime | None = None) -> datetime:
     relative = _RELATIVE.match(text.strip())
     if relative:
         amount, unit = relative.groups()
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: int(amount)})
+        except OverflowError:  # before year 1: not a moment either
+            raise ValueError(f"{text[:40]!r} is before the calendar's first year") from None
     found = datetime.fromisoformat(text.strip())
     return found if found.tzinfo is not None else found.replace(tzinfo=UTC)

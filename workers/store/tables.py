@@ -201,8 +201,10 @@ dead_letters = Table(
     Column("replay_action_id", Integer),
     #: When it was resolved or discarded: `dlq purge --resolved-before` reads it.
     Column("closed_at", DateTime(timezone=True)),
-    Index("ix_dead_letters_status_flow", "status", "flow"),
-    Index("ix_dead_letters_fingerprint", "fingerprint"),
+    #: The records list and a group's page: equality columns, then the id their cursor walks (0005).
+    Index("ix_dead_letters_status_id", "status", "id"),
+    Index("ix_dead_letters_status_flow_id", "status", "flow", "id"),
+    Index("ix_dead_letters_fingerprint_status_id", "fingerprint", "status", "id"),
     Index("ix_dead_letters_message_id", "message_id"),
     Index("ix_dead_letters_replay_of", "replay_of"),
     Index("ix_dead_letters_archived_at", "archived_at"),

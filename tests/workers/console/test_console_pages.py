@@ -10,10 +10,11 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from tests.support.dead_letters import negative_quantity, refused_orders
-from tests.support.envelopes import envelope
+from tests.support.envelopes import envelope, order_v2
 from tests.support.fleet_run import FleetRun
 from tests.workers.console.conftest import Browser, ErpRules
 from workers.console import queues
+from workers.delivery.fake import FakeDownstream
 from workers.settings import Settings
 from workers.store.archive.records import archive
 from workers.store.archive.status import OPEN
@@ -32,6 +33,7 @@ def test_the_overview_counts_open_dead_letters_per_flow_and_stage(
     assert ">3<" in orders_row  # open in all
     assert 'href="/records?flow=orders&amp;stage=handler">2<' in orders_row
     assert 'href="/records?flow=orders&amp;stage=contract">1<' in orders_row
+    assert orders_row.rstrip().endswith("<td>2</td>"), "two fingerprints first seen within the hour"
     assert "erp" in page and "channels" in page  # the downstream systems
 
 
@@ -70,6 +72,7 @@ def test_records_are_found_by_business_key_and_by_every_selector(
     assert ids("?status=discarded") == set() and len(ids("?status=any")) == 2
     assert viewer.get("/records?stage=nonsense").status_code == 400
     assert viewer.get("/records?version=two").status_code == 400
+    assert viewer.get("/records?since=99999999999d").status_code == 400  # beyond the calendar: refused, not a 500
 
 
 def test_the_records_list_pages_by_cursor_through_a_large_archive(viewer: Browser, engine: Engine) -> None:
@@ -182,3 +185,17 @@ def test_a_record_lists_the_deliveries_its_event_caused(
         )
     page = viewer.get(f"/records/{record}").text
     assert "<code>POST /availability</code>" in page and "channels answered 503" in page
+
+
+def test_the_record_of_a_refused_delivery_lists_every_delivery_its_event_caused(
+    viewer: Browser, fleet: FleetRun, erp: FakeDownstream
+) -> None:
+    erp.responder = lambda _path, payload, _key, _attempt: 400 if payload.get("order_id") == "ORD-88" else 200
+    fleet.run(envelope(order_v2("ORD-88", [("MUG-BLUE", 1)])))
+    [dead] = fleet.dead_letters()
+    assert dead["stage"] == "delivery"
+    page = viewer.get(f"/records/{dead['id']}").text
+    caused = page[page.index("<h2>Deliveries the event caused</h2>") :].split("</table>")[0]
+    rows = re.findall(r"<tr><td>\d+</td><td>(\w+)</td><td><code>POST ([^<]+)</code></td><td>(\w+)</td>", caused)
+    assert ("erp", "/orders", "dead_lettered") in rows
+    assert len(rows) >= 2 and {system for system, _path, _status in rows} >= {"erp", "channels"}, rows

@@ -81,6 +81,8 @@ def test_a_viewer_reads_but_every_write_is_refused(
         (f"/records/{record}/restore", {"reason": "r"}),
         (f"/records/{record}/unmask", {"reason": "r"}),
         ("/actions/1/resume", {}),
+        ("/downstream/erp/pause", {"reason": "r"}),
+        ("/downstream/erp/resume", {"reason": "r"}),
     )
     for url, data in writes:
         assert viewer.post(url, data).status_code == 403, url
@@ -143,7 +145,7 @@ def test_every_form_that_posts_carries_the_users_token(operator: Browser, fleet:
     [record] = refused_orders(fleet, erp_rules, "ORD-10")
     fingerprint = fleet.dead_letters()[0]["fingerprint"]
     token = operator.token()
-    for url in (f"/records/{record}", f"/groups/{fingerprint}", f"/replay?group={fingerprint}"):
+    for url in (f"/records/{record}", f"/groups/{fingerprint}", f"/replay?group={fingerprint}", "/downstream"):
         page = operator.get(url).text
         forms = re.findall(r'<form method="post".*?</form>', page, flags=re.S)
         assert forms, url

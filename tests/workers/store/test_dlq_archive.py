@@ -6,43 +6,26 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, inspect, select, text
 
 from handlers.errors import PermanentError
 from tests.support.envelopes import envelope, order_v2
 from tests.support.fleet_run import FleetRun
+from tests.support.migrations import downgrade, upgrade
 from workers.failures import classify
 from workers.messaging.dead_letters import archive_record, dead_letter_headers, dead_letter_id
 from workers.messaging.replay_headers import ReplayMark
 from workers.store.archive import actions, outcomes, replays
 from workers.store.archive.records import DeadLetterFilter, archive, list_dead_letters
-from workers.store.db import MIGRATIONS, make_engine
+from workers.store.db import make_engine
 from workers.store.tables import dead_letter_keys, dead_letter_replays
-
-
-def _upgrade(engine: Engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-
-def _downgrade(engine: Engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
 
 
 def test_the_migration_fills_the_key_table_from_dead_letters_archived_before_it_and_keeps_their_trail(
     tmp_path: Any,
 ) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    _upgrade(engine, "0002")
+    upgrade(engine, "0002")
     body = envelope({"payment_id": "PAY-1", "order_id": "ORD-1", "amount_minor": -1}, contract="payment.authorized")
     now = datetime.now(UTC).isoformat(sep=" ")
     with engine.begin() as connection:
@@ -63,7 +46,7 @@ def test_the_migration_fills_the_key_table_from_dead_letters_archived_before_it_
             {"now": now},
         )
 
-    _upgrade(engine, "head")
+    upgrade(engine, "head")
 
     with engine.connect() as connection:
         keys = {tuple(row) for row in connection.execute(select(dead_letter_keys.c.name, dead_letter_keys.c.value))}
@@ -77,12 +60,12 @@ def test_the_migration_fills_the_key_table_from_dead_letters_archived_before_it_
 
 def test_the_migration_can_be_rolled_back_and_applied_again(tmp_path: Any) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'roundtrip.db'}")
-    _upgrade(engine, "head")
+    upgrade(engine, "head")
 
-    _downgrade(engine, "0002")
+    downgrade(engine, "0002")
     columns = {c["name"] for c in inspect(engine).get_columns("dead_letters")}
     assert "replay_of" not in columns and not inspect(engine).has_table("dead_letter_actions")
-    _upgrade(engine, "head")
+    upgrade(engine, "head")
     assert inspect(engine).has_table("dead_letter_replays")
     engine.dispose()
 

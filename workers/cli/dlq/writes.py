@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -15,8 +14,8 @@ from workers.cli.dlq.arguments import actor_of, filters, parse_moment, write_arg
 from workers.cli.dlq.render import report_change
 from workers.deadletters import redelivery
 from workers.settings import Settings
-from workers.store.archive.actions import DISCARD, FINISHED, PURGE, RESTORE, create_action
-from workers.store.archive.moves import purge, purgeable
+from workers.store.archive.actions import DISCARD, RESTORE
+from workers.store.archive.moves import audited_purge, purgeable
 from workers.store.archive.records import DeadLetterFilter, list_dead_letters, matching_ids
 from workers.store.archive.status import DISCARDED, OPEN
 from workers.store.archive.status_changes import audited_move
@@ -118,15 +117,7 @@ def dlq_purge(args: argparse.Namespace, settings: Settings) -> int:
         if args.dry_run:
             return report_change(args, "would purge", ids, dry_run=True)
         with engine.begin() as connection:
-            removed = purge(connection, ids)
-            by_flow = Counter(f"{row['flow']}/{row['status']}" for row in doomed)
-            action_id = create_action(
-                connection,
-                kind=PURGE,
-                actor=actor_of(args),
-                reason=args.reason,
-                selection={"resolved_before": before.isoformat(), "ids": ids},
-                status=FINISHED,
-                counts={"purged": removed, **dict(by_flow)},
+            action_id, removed = audited_purge(
+                connection, doomed, before=before, actor=actor_of(args), reason=args.reason
             )
     return report_change(args, "purged", ids[:removed], action_id=action_id)

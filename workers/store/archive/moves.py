@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from workers.store.archive import status
+from workers.store.archive.actions import FINISHED, PURGE, create_action
 from workers.store.archive.audit import audit, now
 from workers.store.tables import dead_letters
 
@@ -60,3 +62,22 @@ def purge(connection: Connection, ids: Sequence[int]) -> int:
             dead_letters.delete().where(dead_letters.c.id.in_(chunk), dead_letters.c.status.in_(status.CLOSED))
         ).rowcount
     return removed
+
+
+def audited_purge(
+    connection: Connection, doomed: Sequence[dict[str, Any]], *, before: datetime, actor: str, reason: str
+) -> tuple[int, int]:
+    """Purge the `purgeable` rows and record it as a `purge` action (counts per flow/status); (action, removed)."""
+    ids = [int(row["id"]) for row in doomed]
+    removed = purge(connection, ids)
+    by_flow = Counter(f"{row['flow']}/{row['status']}" for row in doomed)
+    action_id = create_action(
+        connection,
+        kind=PURGE,
+        actor=actor,
+        reason=reason,
+        selection={"resolved_before": before.isoformat(), "ids": ids},
+        status=FINISHED,
+        counts={"purged": removed, **dict(by_flow)},
+    )
+    return action_id, removed

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, select, update
 
+from workers.settings import DOWNSTREAM_SYSTEMS
 from workers.store.archive.actions import FINISHED, create_action
 from workers.store.tables import downstream_controls
 
@@ -28,6 +29,17 @@ PAUSE, RESUME = "pause", "resume"
 PAUSED, UPDATED, RESUMED, NOT_PAUSED = "paused", "updated", "resumed", "not_paused"
 #: The breaker's state when the relay has not opened it.
 BREAKER_CLOSED = "closed"
+
+
+class UnknownSystem(ValueError):
+    """A name that is not one of the downstream systems flowfleet delivers to."""
+
+
+def known_system(name: str) -> str:
+    """The name, if it is a downstream system (what an operator typed or a form posted)."""
+    if name not in DOWNSTREAM_SYSTEMS:
+        raise UnknownSystem(f"unknown downstream system {name!r}: one of {', '.join(DOWNSTREAM_SYSTEMS)}")
+    return name
 
 
 @dataclass(frozen=True)

@@ -1,41 +1,43 @@
-"""Each downstream system at a glance, for the console: pending deliveries, the oldest, paused or not, the breaker."""
+"""Each downstream system at a glance, for the console: `backlog()`'s counts beside its pause and breaker."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from workers.settings import DOWNSTREAM_SYSTEMS
-from workers.store.outbox.controls import Control, aware, read_controls
-from workers.store.outbox.status import PENDING
+from workers.store.outbox.backlog import SystemBacklog, backlog
+from workers.store.outbox.controls import Control, read_controls
 from workers.store.tables import deliveries
 
 
-def systems_overview(connection: Connection) -> list[dict[str, Any]]:
-    """One row per known system (and any other the tables name): backlog, oldest pending, pause, breaker."""
-    backlog = {
-        str(system): (int(count), oldest)
-        for system, count, oldest in connection.execute(
-            select(deliveries.c.system, func.count(), func.min(deliveries.c.created_at))
-            .where(deliveries.c.status == PENDING)
-            .group_by(deliveries.c.system)
-        )
-    }
+def systems_overview(
+    connection: Connection, *, now: datetime, objectives: Mapping[str, timedelta]
+) -> list[dict[str, Any]]:
+    """One row per known system (and any other the tables name): the CLI's backlog counts, the pause, the breaker."""
+    counts = backlog(connection, now=now, objectives=objectives)
     controls = read_controls(connection)
-    names = list(DOWNSTREAM_SYSTEMS) + sorted((set(backlog) | set(controls)) - set(DOWNSTREAM_SYSTEMS))
+    names = list(DOWNSTREAM_SYSTEMS) + sorted((set(counts) | set(controls)) - set(DOWNSTREAM_SYSTEMS))
     rows = []
     for name in names:
-        count, oldest = backlog.get(name, (0, None))
+        stats = counts.get(name) or SystemBacklog(name)
         control = controls.get(name) or Control.idle(name)
         rows.append(
             {
                 "system": name,
-                "pending": count,
-                "oldest_pending": aware(oldest),
+                "pending": stats.pending,
+                "oldest_pending": stats.oldest_pending_at,
+                "overdue": stats.overdue,
+                "in_flight": stats.in_flight,
+                "failing": stats.failing,
+                "dead_lettered": stats.dead_lettered,
                 "paused": control.paused,
                 "paused_by": control.paused_by,
                 "pause_reason": control.pause_reason,
+                "paused_since": control.paused_since,
                 "paused_until": control.paused_until,
                 "breaker": control.breaker,
             }
