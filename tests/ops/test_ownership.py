@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.support.observability import ROOT, alert_rules
+from tests.support.observability import alert_rules, runbook_target
 from workers.failures import STAGES
 from workers.flows import FLOWS
 from workers.ownership import DECISIONS, OwnershipError, load, parse
@@ -79,7 +78,7 @@ def test_every_alert_carries_the_team_the_ownership_file_names_for_its_subject()
 def test_every_alert_runbook_names_the_owner_its_alert_routes_to() -> None:
     ownership = load()
     for rule in alert_rules():
-        path = ROOT / "runbooks" / "alerts" / Path(str(rule["annotations"]["runbook_url"]).split("#")[0]).name
+        path, _anchor = runbook_target(rule)
         owner_lines = [line for line in path.read_text(encoding="utf-8").splitlines()[:4] if line.startswith("Owner: ")]
         assert owner_lines, f"{path.name} has no Owner line under its title"
         kind, _label = _subject(rule)

@@ -167,3 +167,15 @@ def used_metric_names() -> dict[str, set[str]]:
     for name in variable_metrics():
         used.setdefault(name, set()).add("dashboard variable flow")
     return used
+
+
+#: How every runbook_url starts: the operator's base (an external label), else the compose stack's runbook server.
+RUNBOOK_URL_PREFIX = "{{ with $externalLabels.runbook_base_url }}{{ . }}{{ else }}http://localhost:8701{{ end }}/"
+
+
+def runbook_target(rule: dict[str, Any]) -> tuple[Path, str]:
+    """The runbook file and heading anchor an alert's runbook_url opens (below the runbooks' base)."""
+    url = str(rule["annotations"]["runbook_url"])
+    assert url.startswith(RUNBOOK_URL_PREFIX), f"{rule['alert']}: runbook_url does not start with the base: {url}"
+    file, _, anchor = url.removeprefix(RUNBOOK_URL_PREFIX).partition("#")
+    return RUNBOOKS / file, anchor
