@@ -54,6 +54,14 @@ class Ownership:
                 return found
         return self.of("stages", stage) or self.of("flows", flow) or self.fallback()
 
+    def owners_by_team(self) -> dict[str, list[str]]:
+        """Each team and what it owns (`kind.key`), for routing checks and the review report."""
+        teams: dict[str, list[str]] = {}
+        for kind, entries in self.owners.items():
+            for key, owner in entries.items():
+                teams.setdefault(owner.team, []).append(f"{kind}.{key}")
+        return teams
+
     def fallback(self) -> Owner:
         return self.of("stages", "handler") or Owner("unowned", "nobody", "-", ())
 

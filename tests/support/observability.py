@@ -135,15 +135,19 @@ def metric_names(expr: str) -> set[str]:
 # -- promtool -------------------------------------------------------------------------------------------
 
 
-def promtool() -> str:
-    """promtool's path; skipped without it, except under CI=true, where it must be installed (.ci/run does)."""
-    found = shutil.which("promtool")
+def debian_tool(name: str, package: str) -> str:
+    """A tool's path; skipped without it, except under CI=true, where it must be installed (.ci/run does)."""
+    found = shutil.which(name)
     if found is None:
-        message = "promtool is not installed (Debian: apt-get install prometheus)"
+        message = f"{name} is not installed (Debian: apt-get install {package})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}; CI=true needs it", pytrace=False)
         pytest.skip(message)
     return found
+
+
+def promtool() -> str:
+    return debian_tool("promtool", "prometheus")
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
