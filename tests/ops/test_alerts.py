@@ -21,6 +21,11 @@ REQUIRED = {
     "a system paused for longer than planned": "FlowfleetDownstreamPausedTooLong",
     "a circuit breaker open": "FlowfleetDownstreamCircuitOpen",
     "a reconciliation mismatch": "FlowfleetDeliveriesUnconfirmed",
+    "a worker target down": "FlowfleetWorkerDown",
+    "a worker's processes dropping": "FlowfleetWorkerProcessesDropped",
+    "dead letters piling up undrained in .XQ": "FlowfleetDeadLettersUndrained",
+    "a RabbitMQ memory or disk alarm": "FlowfleetBrokerAlarm",
+    "handler latency": "FlowfleetHandlerSlow",
 }
 
 

@@ -162,11 +162,15 @@ def check_expressions(queries: list[Query], directory: Path) -> subprocess.Compl
     return run_promtool("check", "rules", str(path))
 
 
+#: Names the alerts use that another exporter serves: Prometheus itself, RabbitMQ's rabbitmq_prometheus plugin.
+SCRAPED_ELSEWHERE = {"up", "rabbitmq_alarms_memory_used_watermark", "rabbitmq_alarms_free_disk_space_watermark"}
+
+
 def used_metric_names() -> dict[str, set[str]]:
-    """Each metric name the dashboard and the alert rules use, and where."""
+    """Each flowfleet metric name the dashboard and the alert rules use, and where."""
     used: dict[str, set[str]] = {}
     for query in [*dashboard_queries(), *rule_queries()]:
-        for name in metric_names(query.expr):
+        for name in metric_names(query.expr) - SCRAPED_ELSEWHERE:
             used.setdefault(name, set()).add(query.where)
     for name in variable_metrics():
         used.setdefault(name, set()).add("dashboard variable flow")
