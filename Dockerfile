@@ -17,6 +17,9 @@ RUN mkdir contracts handlers workers \
 COPY contracts contracts
 COPY handlers handlers
 COPY workers workers
+# Who owns each failure mode (`dlq groups`, `reconcile`, the console): read from here, not from site-packages.
+COPY ops/ownership.toml ops/ownership.toml
+ENV FLOWFLEET_OWNERSHIP_FILE=/app/ops/ownership.toml
 RUN pip install --no-deps . \
     && rm -rf build *.egg-info \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin flowfleet

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.support.observability import ALERT_TESTS, ALERTS, alert_rules, run_promtool
+from tests.support.observability import ALERT_TESTS, ALERTS, RUNBOOK_URL_PREFIX, alert_rules, run_promtool
 
 #: What the issue asks the fleet to page or warn about, and the rule that does.
 REQUIRED = {
@@ -21,6 +21,11 @@ REQUIRED = {
     "a system paused for longer than planned": "FlowfleetDownstreamPausedTooLong",
     "a circuit breaker open": "FlowfleetDownstreamCircuitOpen",
     "a reconciliation mismatch": "FlowfleetDeliveriesUnconfirmed",
+    "a worker target down": "FlowfleetWorkerDown",
+    "a worker's processes dropping": "FlowfleetWorkerProcessesDropped",
+    "dead letters piling up undrained in .XQ": "FlowfleetDeadLettersUndrained",
+    "a RabbitMQ memory or disk alarm": "FlowfleetBrokerAlarm",
+    "handler latency": "FlowfleetHandlerSlow",
 }
 
 
@@ -49,7 +54,7 @@ def test_every_alert_has_a_severity_a_summary_a_description_and_a_runbook() -> N
         annotations = rule["annotations"]
         assert annotations["summary"].strip(), rule["alert"]
         assert annotations["description"].strip(), rule["alert"]
-        assert annotations["runbook_url"].startswith("runbooks/alerts/"), rule["alert"]
+        assert annotations["runbook_url"].startswith(RUNBOOK_URL_PREFIX + "alerts/"), rule["alert"]
 
 
 def test_every_alert_fires_in_at_least_one_unit_test() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.observability import ROOT, RUNBOOKS, alert_rules
+from tests.support.observability import ROOT, RUNBOOKS, alert_rules, runbook_target
 from workers.cli.main import main, parser
 
 HEADINGS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation and owner"]
@@ -119,7 +119,7 @@ COMMANDS = flowfleet_commands()
 
 def test_there_is_a_runbook_per_flow_and_per_alert() -> None:
     flows = {"orders", "inventory", "payments", "fulfillment", "returns", "catalog"}
-    runbook_paths = {url.split("#")[0] for url in (rule["annotations"]["runbook_url"] for rule in alert_rules())}
+    runbook_paths = {str(runbook_target(rule)[0].relative_to(ROOT)) for rule in alert_rules()}
 
     assert {f"{flow}.md" for flow in flows} <= {path.name for path in RUNBOOKS.glob("*.md")}
     assert len(runbook_paths) == len(alert_rules()), "each alert has a runbook of its own"
@@ -135,11 +135,9 @@ def test_every_runbook_has_the_five_headings_in_order(path: Path) -> None:
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
 def test_every_alert_runbook_url_resolves_to_a_file_and_a_heading(rule: dict[str, object]) -> None:
-    annotations = rule["annotations"]
-    assert isinstance(annotations, dict)
-    file, _, anchor = str(annotations["runbook_url"]).partition("#")
+    target, anchor = runbook_target(rule)
+    file = target.relative_to(ROOT)
 
-    target = ROOT / file
     assert target.is_file(), f"{rule['alert']}: {file} does not exist"
     assert anchor in anchors(target), f"{rule['alert']}: {file} has no heading #{anchor}"
     assert target.read_text(encoding="utf-8").startswith(f"# Alert: {rule['alert']}\n")

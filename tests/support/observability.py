@@ -135,15 +135,19 @@ def metric_names(expr: str) -> set[str]:
 # -- promtool -------------------------------------------------------------------------------------------
 
 
-def promtool() -> str:
-    """promtool's path; skipped without it, except under CI=true, where it must be installed (.ci/run does)."""
-    found = shutil.which("promtool")
+def debian_tool(name: str, package: str) -> str:
+    """A tool's path; skipped without it, except under CI=true, where it must be installed (.ci/run does)."""
+    found = shutil.which(name)
     if found is None:
-        message = "promtool is not installed (Debian: apt-get install prometheus)"
+        message = f"{name} is not installed (Debian: apt-get install {package})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}; CI=true needs it", pytrace=False)
         pytest.skip(message)
     return found
+
+
+def promtool() -> str:
+    return debian_tool("promtool", "prometheus")
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -158,12 +162,28 @@ def check_expressions(queries: list[Query], directory: Path) -> subprocess.Compl
     return run_promtool("check", "rules", str(path))
 
 
+#: Names the alerts use that another exporter serves: Prometheus itself, RabbitMQ's rabbitmq_prometheus plugin.
+SCRAPED_ELSEWHERE = {"up", "rabbitmq_alarms_memory_used_watermark", "rabbitmq_alarms_free_disk_space_watermark"}
+
+
 def used_metric_names() -> dict[str, set[str]]:
-    """Each metric name the dashboard and the alert rules use, and where."""
+    """Each flowfleet metric name the dashboard and the alert rules use, and where."""
     used: dict[str, set[str]] = {}
     for query in [*dashboard_queries(), *rule_queries()]:
-        for name in metric_names(query.expr):
+        for name in metric_names(query.expr) - SCRAPED_ELSEWHERE:
             used.setdefault(name, set()).add(query.where)
     for name in variable_metrics():
         used.setdefault(name, set()).add("dashboard variable flow")
     return used
+
+
+#: How every runbook_url starts: the operator's base (an external label), else the compose stack's runbook server.
+RUNBOOK_URL_PREFIX = "{{ with $externalLabels.runbook_base_url }}{{ . }}{{ else }}http://localhost:8701{{ end }}/"
+
+
+def runbook_target(rule: dict[str, Any]) -> tuple[Path, str]:
+    """The runbook file and heading anchor an alert's runbook_url opens (below the runbooks' base)."""
+    url = str(rule["annotations"]["runbook_url"])
+    assert url.startswith(RUNBOOK_URL_PREFIX), f"{rule['alert']}: runbook_url does not start with the base: {url}"
+    file, _, anchor = url.removeprefix(RUNBOOK_URL_PREFIX).partition("#")
+    return RUNBOOKS / file, anchor

@@ -20,6 +20,7 @@ from workers.cli.dlq.arguments import parse_moment
 from workers.cli.downstream import SYSTEMS_HELP, known_system
 from workers.cli.output import dump_json
 from workers.observability.masking import mask, mask_text
+from workers.ownership import load as load_ownership
 from workers.settings import DOWNSTREAM_SYSTEMS, Settings
 from workers.store.outbox.unconfirmed import OVERDUE, Unconfirmed, unconfirmed
 
@@ -96,8 +97,16 @@ def reconcile(args: argparse.Namespace, settings: Settings) -> int:
         objective = int(objectives.get(item.system, max(objectives.values())).total_seconds())
         row = mask(asdict(item)) | {"text": mask_text(describe(item, objective_seconds=objective, now=now))}
         by_system[item.system].append(row)
+    ownership = load_ownership()
     if args.json:
-        report = {"at": now, "since": since, "mismatches": len(found), "systems": {s: by_system[s] for s in systems}}
+        owners = {s: owner.to_json() for s in systems if (owner := ownership.of("systems", s))}
+        report = {
+            "at": now,
+            "since": since,
+            "mismatches": len(found),
+            "systems": {s: by_system[s] for s in systems},
+            "owners": owners,
+        }
         print(dump_json(report))
         return 1 if found else 0
     print(f"reconciliation of deliveries recorded since {since:%Y-%m-%d %H:%M} UTC: {len(found)} mismatch(es)")
@@ -107,6 +116,8 @@ def reconcile(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{system}: every effect confirmed (or superseded by a newer one)")
             continue
         print(f"{system}: {len(rows)} effect(s) applied here and not confirmed")
+        if owner := ownership.of("systems", system):
+            print(f"  owner: {owner.text()}")
         for row in rows[:TEXT_LIMIT]:
             print(f"  #{row['id']} {row['text']}")
         if len(rows) > TEXT_LIMIT:

@@ -15,6 +15,8 @@ from sqlalchemy import Engine
 from workers.console.auth import Authenticator
 from workers.console.config import ConsoleConfig
 from workers.console.jobs import ReplayJobs
+from workers.ownership import Owner
+from workers.ownership import load as load_ownership
 from workers.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -57,4 +59,10 @@ def templates() -> Environment:
     environment.filters["utc"] = utc
     environment.globals["query"] = query
     environment.globals["escape"] = escape
+    environment.globals["owner_of"] = owner_of
     return environment
+
+
+def owner_of(flow: str, stage: str, fingerprint: str | None = None) -> Owner:
+    """A failure's owner (ops/ownership.toml), for the group and record pages."""
+    return load_ownership().of_failure(flow=flow, stage=stage, fingerprint=fingerprint)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
+from contracts.published import REGISTRY
 from workers.settings import DOWNSTREAM_SYSTEMS
 
 #: prometheus-client writes its multiprocess files as soon as a metric is touched: a directory that
@@ -80,7 +81,8 @@ class Outcomes:
         with self._lock:
             self.tally[(flow, "stale")] += 1
 
-    def applied(self, flow: str, started: float, occurred_at: datetime) -> None:
+    def handled(self, flow: str, started: float, occurred_at: datetime) -> None:
+        """Time one applied or failed attempt: latency and lag must not go blank exactly during an outage."""
         handler_seconds.labels(flow).observe(time.perf_counter() - started)
         event_lag_seconds.labels(flow).observe(max(0.0, (datetime.now(UTC) - occurred_at).total_seconds()))
 
@@ -98,6 +100,20 @@ DELIVERY_RESULTS = ("delivered", "retried", "throttled", "dead_lettered", "relea
 deliveries_total = Counter(
     "flowfleet_deliveries_total", "Deliveries the relay handled, by system and result.", ["system", "result"]
 )
+
+
+def count_no_messages_yet() -> None:
+    """Show every flow's known label sets at 0 from the start: `increase()` then sees a new label set's first
+    burst whole (a first truncated body, the first failures after a restart), and panels show 0, not No data."""
+    for contract in REGISTRY:
+        for version in contract.versions:
+            for outcome in OUTCOMES:
+                messages_total.labels(contract.flow, contract.name, str(version), outcome)
+    for flow in sorted({contract.flow for contract in REGISTRY}):
+        for outcome in OUTCOMES:  # what failed before its contract was known: decode failures
+            messages_total.labels(flow, "unknown", "unknown", outcome)
+        handler_seconds.labels(flow)
+        event_lag_seconds.labels(flow)
 
 
 def count_no_deliveries_yet() -> None:

@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-from workers.observability.metrics import count_no_deliveries_yet
+from workers.observability.metrics import count_no_deliveries_yet, count_no_messages_yet
 
 logger = logging.getLogger("flowfleet.metrics")
 
@@ -149,6 +149,7 @@ class MetricsEndpoint:
     def start(self) -> None:
         worker_processes().set(1)
         count_no_deliveries_yet()
+        count_no_messages_yet()
         if self.port is None:
             return
         if self._bind():

@@ -82,6 +82,26 @@ class FlowPipeline:
                 f"events up to {self.max_event_age.total_seconds() / 3600:.1f} h old"
             )
         started = time.perf_counter()
+        try:
+            first, result, replayed, recorders = self._apply(parsed, replay)
+        except BaseException:
+            self.outcomes.handled(self.flow.name, started, envelope.occurred_at)  # failures are timed too
+            raise
+        if any(recorder.recorded for recorder in recorders.values()):
+            self.deliveries_recorded()
+        self._replayed(replayed, APPLIED if first else DUPLICATE)
+        self.outcomes.record(message.options, "processed" if first else "duplicate")
+        if first:
+            self.outcomes.handled(self.flow.name, started, envelope.occurred_at)
+        if isinstance(result, Stale):
+            self.outcomes.stale(message.options, result.reason)
+
+    def _apply(
+        self, parsed: ParsedEvent, replay: ReplayMark | None
+    ) -> tuple[bool, object, bool, dict[str, OutboxRecorder]]:
+        """Claim the dedup key and apply the event in one transaction: whether it was the first, the handler's
+        result, whether a replay's outcome was recorded, and the outbox recorders it filled."""
+        envelope = parsed.envelope
         with self.engine.begin() as connection:
             first = claim(
                 connection,
@@ -94,14 +114,7 @@ class FlowPipeline:
             recorders = self._recorders(connection, parsed)
             result = self.flow.apply(parsed, connection, recorders) if first else None
             replayed = replay is not None and record_replay_outcome(connection, replay, APPLIED if first else DUPLICATE)
-        if any(recorder.recorded for recorder in recorders.values()):
-            self.deliveries_recorded()
-        self._replayed(replayed, APPLIED if first else DUPLICATE)
-        self.outcomes.record(message.options, "processed" if first else "duplicate")
-        if first:
-            self.outcomes.applied(self.flow.name, started, envelope.occurred_at)
-        if isinstance(result, Stale):
-            self.outcomes.stale(message.options, result.reason)
+        return first, result, replayed, recorders
 
     def _recorders(self, connection: Connection, parsed: ParsedEvent) -> dict[str, OutboxRecorder]:
         """One outbox recorder per system the flow calls, bound to the dedup claim's transaction."""

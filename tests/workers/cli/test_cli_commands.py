@@ -254,6 +254,7 @@ def test_dlq_show_as_json_has_the_envelope_final_error_and_history_with_personal
     assert (shown["stage"], shown["error_type"]) == ("handler", "PermanentError")
     assert "answered 400" in shown["error_message"]
     assert [event["action"] for event in shown["history"]] == ["archived"]
+    assert shown["owner"]["team"] == "integration" and "#flowfleet-oncall" in shown["owner"]["contact"]
     assert shown["envelope"]["data"]["customer"]["email"] == "***"
     assert SECRET_EMAIL not in ran.out
     assert "Ana Geheimnis" not in ran.out
@@ -283,6 +284,7 @@ def test_dlq_show_as_text_masks_personal_data_too(cli: Cli, archived: dict[str, 
     assert ran.code == 0
     assert "answered 400" in ran.out
     assert "archived" in ran.out
+    assert "owner: integration team (flowfleet)" in ran.out
     assert SECRET_EMAIL not in ran.out and "Ana Geheimnis" not in ran.out
 
 

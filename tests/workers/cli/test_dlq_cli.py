@@ -150,8 +150,11 @@ def test_groups_count_each_fingerprint_with_its_times_flows_sample_and_runbook(
     assert "answered 400" in biggest["sample_reason"]
     assert biggest["first_seen"] <= biggest["last_seen"]
     assert contract["field_paths"] == ["data.lines.0.quantity"]
+    assert (biggest["owner"]["team"], contract["owner"]["team"]) == ("integration", "publishers")
+    assert "retry" in biggest["owner"]["decides"] and contract["owner"]["contact"]
     assert SECRET not in ran.out
     text = cli("dlq", "groups").out
+    assert "owner: integration team (flowfleet)" in text and "owner: the publishing team" in text
     assert f"flowfleet dlq replay --group {biggest['fingerprint']} --dry-run" in text
 
 

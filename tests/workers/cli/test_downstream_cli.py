@@ -211,6 +211,8 @@ def test_reconcile_lists_each_mismatch_in_words_and_exits_1_until_it_is_delivere
     report = only_channels.json()
     assert report["mismatches"] == 1 and list(report["systems"]) == ["channels"]
     assert report["systems"]["channels"][0]["business_keys"] == {"sku": "MUG-BLUE", "currency": "EUR"}
+    assert report["owners"]["channels"]["team"] == "channels", "the system's team owns its mismatches"
+    assert "owner: ERP team (#erp-support" in ran.out
     assert cli("reconcile", "--since", "1h").code == 1, "the refund is older, the others are not"
 
     with engine.begin() as connection:  # `dlq replay` after the fix: the relay delivers it, same key

@@ -47,10 +47,12 @@ def test_groups_link_each_fingerprint_with_its_count_sample_and_runbook_masked(
     for fingerprint in fingerprints:
         assert f'href="/groups/{fingerprint}"' in page
     assert "runbooks/orders.md" in page and SECRET not in page
+    assert "integration team (flowfleet)</td>" in page and "the publishing team named" in page  # owners
     handler = next(r["fingerprint"] for r in fleet.dead_letters() if r["stage"] == "handler")
     group = viewer.get(f"/groups/{handler}").text
     assert "open dead letters</dt><dd>2</dd>" in group
     assert f'href="/replay?group={handler}"' in group and SECRET not in group
+    assert 'owner</dt><dd class="owner">integration team (flowfleet) (#flowfleet-oncall' in group
 
 
 def test_records_are_found_by_business_key_and_by_every_selector(
@@ -101,6 +103,7 @@ def test_a_record_shows_envelope_headers_error_and_history_with_personal_data_ma
     page = viewer.get(f"/records/{record}").text
     assert "ORD-5" in page and "PermanentError" in page and "erp POST /orders answered 400" in page
     assert "order_id=ORD-5" in page and "archived" in page  # business keys and the history
+    assert "decides: retry, repair, escalate" in page, "the handler stage's owner and its decisions"
     assert SECRET not in page and "Zoë" not in page and "***" in page
     assert viewer.get("/records/999999").status_code == 404
 

@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY as METRICS
 
+from contracts.published import REGISTRY
+from workers.flows import FLOWS
 from workers.observability import metrics_endpoint
-from workers.observability.metrics import messages_total
+from workers.observability.metrics import count_no_messages_yet, messages_total
 from workers.observability.metrics_endpoint import LOCK_NAME, MetricsDirectory, MetricsEndpoint, reap_dead_processes
 
 
@@ -166,3 +169,28 @@ def test_a_multiprocess_directory_that_does_not_exist_yet_is_created_so_any_comm
 
     assert ran.returncode == 0, ran.stderr
     assert any(missing.glob("counter_*.db"))
+
+
+def test_every_flows_known_label_sets_exist_at_zero_from_the_start_so_a_first_burst_is_seen_whole() -> None:
+    count_no_messages_yet()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return METRICS.get_sample_value(name, labels)
+
+    for contract in REGISTRY:
+        for version in contract.versions:
+            labels = {"flow": contract.flow, "contract": contract.name, "version": str(version)}
+            assert sample("flowfleet_messages_total", **labels, outcome="dead_lettered") is not None, labels
+    for flow in FLOWS:
+        assert (
+            sample(
+                "flowfleet_messages_total",
+                flow=flow.name,
+                contract="unknown",
+                version="unknown",
+                outcome="dead_lettered",
+            )
+            is not None
+        )
+        assert sample("flowfleet_handler_seconds_count", flow=flow.name) is not None
+        assert sample("flowfleet_event_lag_seconds_count", flow=flow.name) is not None

@@ -318,3 +318,21 @@ def test_a_dead_letter_names_the_contract_version_and_keys_it_could_read(fleet: 
     assert dead["status"] == "open"
     assert dead["fingerprint"]
     assert "PermanentError" in dead["traceback"]
+
+
+def test_a_failing_message_is_timed_too_so_latency_and_lag_do_not_go_blank_during_an_outage(
+    fleet: FleetRun, faults: PortFaults
+) -> None:
+    def observed(metric: str) -> float:
+        return METRICS.get_sample_value(f"{metric}_count", {"flow": "orders"}) or 0.0
+
+    before = {metric: observed(metric) for metric in ("flowfleet_handler_seconds", "flowfleet_event_lag_seconds")}
+    faults.responder = by_attempt(400)
+
+    fleet.run(envelope(order_v2("ORD-114")))
+
+    assert [dead["stage"] for dead in fleet.dead_letters()] == ["handler"]
+    assert {metric: observed(metric) - count for metric, count in before.items()} == {
+        "flowfleet_handler_seconds": 1,
+        "flowfleet_event_lag_seconds": 1,
+    }

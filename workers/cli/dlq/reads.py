@@ -14,6 +14,8 @@ from workers.cli.dlq.arguments import actor_of, filters, read_status, selection
 from workers.cli.dlq.render import counts_text
 from workers.cli.output import dump_json, json_line, print_json
 from workers.observability.masking import mask, mask_text
+from workers.ownership import Owner
+from workers.ownership import load as load_ownership
 from workers.settings import Settings
 from workers.store.archive.actions import EXPORT, FINISHED, create_action, get_action, list_actions
 from workers.store.archive.records import dead_letter_groups, get_dead_letter, iter_dead_letters, list_dead_letters
@@ -95,6 +97,7 @@ def dlq_groups(args: argparse.Namespace, settings: Settings) -> int:
         groups = dead_letter_groups(connection, where)
     for group in groups:
         group["runbooks"] = [f"{RUNBOOKS}/{flow}.md" for flow in group["flows"]]
+        group["owner"] = group_owner(group).to_json()
         group.pop("sample_id", None)
         if not args.unmask:
             group["sample_reason"] = mask_text(group["sample_reason"])
@@ -108,10 +111,17 @@ def dlq_groups(args: argparse.Namespace, settings: Settings) -> int:
             f"flows: {', '.join(group['flows'])}\n"
             f"  first {group['first_seen']:%Y-%m-%d %H:%M:%S}, last {group['last_seen']:%Y-%m-%d %H:%M:%S}\n"
             f"  e.g.: {group['sample_reason'][:200]}\n"
+            f"  owner: {group_owner(group).text()}\n"
             f"  runbook: {', '.join(group['runbooks'])}\n"
             f"  replay it: flowfleet dlq replay --group {group['fingerprint']} --dry-run"
         )
     return 0
+
+
+def group_owner(group: dict[str, Any]) -> Owner:
+    """A failure group's owner, from its first flow (the integration team owns every flow alike)."""
+    flow = group["flows"][0] if group["flows"] else ""
+    return load_ownership().of_failure(flow=flow, stage=group["stage"], fingerprint=group["fingerprint"])
 
 
 def dlq_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -120,6 +130,10 @@ def dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     if found is None:
         raise CommandError(f"no dead letter #{args.id}")
     record = masked(readable(found), args.unmask)
+    owner = load_ownership().of_failure(
+        flow=record["flow"], stage=record["stage"], fingerprint=record.get("fingerprint"), system=record.get("system")
+    )
+    record["owner"] = owner.to_json()
     if args.json:
         print_json(record)
         return 0
@@ -145,6 +159,7 @@ def dlq_show(args: argparse.Namespace, settings: Settings) -> int:
         "replayed_as",
     ):
         print(f"{key:>16}: {record.get(key)}")
+    print(f"{'owner':>16}: {owner.text()}")
     print(f"{'traceback':>16}:\n{record.get('traceback') or '-'}")
     print(f"{'body':>16}:\n{dump_json(record.get('envelope', record.get('body')))}")
     print(f"{'replays':>16}:")

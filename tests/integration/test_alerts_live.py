@@ -1,0 +1,223 @@
+"""The shipped alert rules and Alertmanager routing, proven live: Debian's prometheus and prometheus-alertmanager
+run the project's own config (windows shortened by code), a real exporter is stopped, and a webhook here
+receives the alert with its owner's team and an absolute runbook link, then its resolution."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.integration import Metrics, flowfleet_command, free_port, wait_until
+from tests.support.observability import ALERTS, ROOT, debian_tool
+
+pytestmark = pytest.mark.integration
+
+ALERTMANAGER_CONFIG = ROOT / "ops" / "alertmanager" / "alertmanager.yml"
+RUNBOOK_BASE = "https://runbooks.example.com/flowfleet"
+
+
+def shortened(duration: str) -> str:
+    """A rule's `for:`, `keep_firing_for:` or range, scaled so that minutes become seconds."""
+    value, unit = int(duration[:-1]), duration[-1]
+    return f"{value * {'s': 1, 'm': 1, 'h': 60}[unit] // (60 if unit == 's' else 1) or 1}s"
+
+
+def fast_rules(target: Path) -> Path:
+    """The shipped rules with every wait and window shortened (minutes to seconds), so they cannot drift."""
+    groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+    for group in groups:
+        for rule in group["rules"]:
+            for key in ("for", "keep_firing_for"):
+                if key in rule:
+                    rule[key] = shortened(rule[key])
+            rule["expr"] = re.sub(
+                r"\[(\d+[smh])", lambda m: f"[{max(int(shortened(m.group(1))[:-1]), 5)}s", rule["expr"]
+            )
+    target.write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
+    return target
+
+
+def _short_range(match: re.Match[str]) -> str:
+    return f"[{max(int(shortened(match.group(1))[:-1]), 5)}s"  # at least a few scrapes in every range
+
+
+class Webhook:
+    """Alertmanager's webhook receiver: keeps every notification it is sent."""
+
+    def __init__(self) -> None:
+        self.notifications: list[dict[str, Any]] = []
+        received = self.notifications
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                received.append({"path": self.path, **json.loads(self.rfile.read(length))})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                return
+
+        self.server = HTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def alerts(self, name: str, status: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [
+            (notification, alert)
+            for notification in list(self.notifications)
+            for alert in notification["alerts"]
+            if alert["labels"]["alertname"] == name and alert["status"] == status
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    receiver = Webhook()
+    yield receiver
+    receiver.close()
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def start_alertmanager(webhook: Webhook, tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> int:
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    config["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"http://127.0.0.1:{webhook.port}/{receiver['name']}"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    binary = debian_tool("prometheus-alertmanager", "prometheus-alertmanager")
+    command = [binary, f"--config.file={path}", f"--storage.path={tmp_path / 'am'}"]
+    command += [f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    processes.append(_start(command, tmp_path / "alertmanager.log"))
+    return port
+
+
+def start_prometheus(exporter_port: int, alertmanager_port: int, tmp_path: Path, processes: list[Any]) -> int:
+    config = {
+        "global": {
+            "scrape_interval": "1s",
+            "evaluation_interval": "1s",
+            "external_labels": {"runbook_base_url": RUNBOOK_BASE},
+        },
+        "rule_files": [str(fast_rules(tmp_path / "alerts.yml"))],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
+        "scrape_configs": [
+            {"job_name": "flowfleet-exporter", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
+        ],
+    }
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    command = [debian_tool("prometheus", "prometheus"), f"--config.file={path}"]
+    command += [f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"]
+    processes.append(_start(command, tmp_path / "prometheus.log"))
+    return port
+
+
+def test_a_stopped_exporter_reaches_its_owner_with_an_absolute_runbook_link_and_resolves_when_it_is_back(
+    service_env: dict[str, str], webhook: Webhook, processes: list[Any], tmp_path: Path
+) -> None:
+    exporter_port = free_port()
+    # A management API nobody answers: the exporter serves, and reports its `broker` source down.
+    unanswered = f"http://guest:guest@127.0.0.1:{free_port()}"
+    env = {**service_env, "FLOWFLEET_METRICS_PORT": str(exporter_port), "FLOWFLEET_MANAGEMENT_URL": unanswered}
+    command = [*flowfleet_command(), "exporter"]
+
+    def start_exporter() -> subprocess.Popen[bytes]:
+        with (tmp_path / "exporter.log").open("ab") as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        wait_until(lambda: _answers(exporter_port), timeout=20, what="the exporter to serve")
+        return process
+
+    migrated = subprocess.run(
+        [*flowfleet_command(), "db", "upgrade"], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    exporter = start_exporter()
+    alertmanager = start_alertmanager(webhook, tmp_path, processes)
+    prometheus = start_prometheus(exporter_port, alertmanager, tmp_path, processes)
+    wait_until(lambda: _query(prometheus, "flowfleet_exporter_up"), timeout=30, what="Prometheus scraping the exporter")
+
+    broker = wait_until(lambda: webhook.alerts("FlowfleetExporterDown", "firing"), timeout=60, what="ExporterDown")
+    assert {alert["labels"]["source"] for _, alert in broker} == {"broker"}, "it names the source it cannot read"
+
+    exporter.terminate()
+    exporter.wait(timeout=10)
+    fired = wait_until(
+        lambda: _from(webhook.alerts("FlowfleetExporterDown", "firing"), "scrape"), timeout=60, what="not scraped"
+    )
+    notification, alert = fired[0]
+    print(json.dumps(notification, indent=2))  # the real notification, as the webhook received it
+    (tmp_path / "notification.json").write_text(json.dumps(notification, indent=2), encoding="utf-8")
+    assert alert["labels"]["team"] == "integration" and alert["labels"]["source"] == "scrape"
+    assert alert["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}/alerts/exporter-down.md#meaning"
+    assert notification["path"] == "/integration-tickets", "routed by team and severity"
+    assert not _from(webhook.alerts("FlowfleetExporterDown", "resolved"), "scrape")
+
+    start_exporter()
+    wait_until(
+        lambda: _from(webhook.alerts("FlowfleetExporterDown", "resolved"), "scrape"), timeout=60, what="resolved"
+    )
+
+
+def _answers(port: int) -> bool:
+    try:
+        Metrics(port).value("flowfleet_exporter_up", source="archive")
+    except OSError:
+        return False
+    return True
+
+
+def _from(
+    alerts: list[tuple[dict[str, Any], dict[str, Any]]], source: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [(notification, alert) for notification, alert in alerts if alert["labels"].get("source") == source]
+
+
+def _query(port: int, expr: str) -> list[dict[str, Any]]:
+    """Prometheus' answer to an instant query; empty while it is not ready."""
+    url = f"http://127.0.0.1:{port}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            result: list[dict[str, Any]] = json.loads(response.read())["data"]["result"]
+    except OSError:
+        return []
+    return result
