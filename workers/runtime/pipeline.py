@@ -1,7 +1,8 @@
 """The actor body every flow shares: decode, validate, upcast, check age, claim the dedup key, apply.
 
 A replayed copy (workers.messaging.replay_headers) also records its outcome, applied or duplicate, against the
-replay that sent it, in the transaction of the dedup claim: the outcome commits with the effect.
+replay that sent it, in the transaction of the dedup claim: the outcome commits with the effect. An applied
+event also resolves the open dead letters it supersedes (workers.store.archive.superseded), in that transaction.
 
 The handler's downstream ports are outbox recorders bound to that same transaction: a request becomes a
 delivery row that commits with the effect, and the relay (workers.delivery) sends it after the commit.
@@ -26,6 +27,7 @@ from workers.messaging.ingress import decode_body
 from workers.messaging.replay_headers import ReplayMark
 from workers.observability.metrics import Outcomes, replays_total
 from workers.store.archive.outcomes import APPLIED, DUPLICATE, record_replay_outcome
+from workers.store.archive.superseded import close_superseded
 from workers.store.dedup import claim, was_applied
 from workers.store.outbox.recorder import Cause, OutboxRecorder
 
@@ -93,6 +95,14 @@ class FlowPipeline:
             )
             recorders = self._recorders(connection, parsed)
             result = self.flow.apply(parsed, connection, recorders) if first else None
+            if first:
+                close_superseded(
+                    connection,
+                    flow=self.flow.name,
+                    contract=envelope.contract,
+                    dedup_key=parsed.dedup_key,
+                    message_id=envelope.message_id,
+                )
             replayed = replay is not None and record_replay_outcome(connection, replay, APPLIED if first else DUPLICATE)
         if any(recorder.recorded for recorder in recorders.values()):
             self.deliveries_recorded()

@@ -18,6 +18,7 @@ from tests.support.envelopes import envelope, order_v2
 from tests.support.faults import PortFaults
 from tests.support.fleet_run import Cli, FleetRun
 from workers.cli.dlq import replay as dlq_replay
+from workers.store.dedup import claim
 from workers.store.tables import dead_letter_actions, dead_letters
 
 SECRET = "ana.secret@example.com"
@@ -162,7 +163,8 @@ def test_replay_dry_run_says_what_would_pass_what_was_applied_and_what_still_fai
     cli: Cli, fleet: FleetRun, erp_rules: Erp, engine: Engine, published: list[Any]
 ) -> None:
     passing, applied = refused(fleet, erp_rules, "ORD-1", "ORD-2")
-    fleet.run(envelope(order_v2("ORD-2", [("MUG-BLUE", 1)])))  # applied since
+    with engine.begin() as connection:  # applied since, by a process that closes no superseded record
+        claim(connection, flow="orders", contract="order.created", dedup_key="ORD-2", message_id="m-2", version=2)
     fleet.run(negative_quantity("ORD-3"), envelope(order_v2("ORD-4"), age=timedelta(hours=2)))
 
     ran = cli("dlq", "replay", "--all", "--dry-run", "--json")
