@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     retry_window_seconds: int = Field(default=20 * 60, ge=1, le=25 * 60)
     #: Throttled tries (a 429, or the rate limit) spend neither the attempts nor the window, only this.
     max_throttled_retries: int = Field(default=30, ge=0, le=1000)
+    #: An event parked behind a dead letter it depends on becomes a dead letter itself after this long.
+    parked_limit_seconds: int = Field(default=24 * 3600, ge=1)
     #: Events older than this are dead-lettered with stage `expired` instead of applied.
     max_event_age_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     handler_time_limit_ms: int = Field(default=60_000, ge=100)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pika
 from dramatiq import Worker
@@ -92,6 +93,8 @@ def _run_fleet(  # the switches of run_worker, once the metrics are served
             fleet.dead_letter_queues(),
             engine,
             plan.delivery_limits(),
+            parked_limit=timedelta(seconds=settings.parked_limit_seconds),
+            flow_queues={flow.name: settings.queue_name(flow.name) for flow in chosen},
         )
         if drain
         else None
