@@ -154,6 +154,32 @@ def test_groups_count_each_fingerprint_with_its_times_flows_sample_and_runbook(
     assert SECRET not in ran.out
     text = cli("dlq", "groups").out
     assert f"flowfleet dlq replay --group {biggest['fingerprint']} --dry-run" in text
+    assert (biggest["decision"], contract["decision"]) == ("escalate", "repair")
+    assert "decision: escalate (erp refused these for good (400)" in text
+    assert "decision: repair" in text and "dlq repair ID --patch" in text
+
+
+def test_the_dry_run_of_orders_the_erp_refused_says_they_fail_again_unless_it_changed_and_offers_a_canary(
+    cli: Cli, fleet: FleetRun, erp_rules: Erp
+) -> None:
+    refused(fleet, erp_rules, "ORD-1", "ORD-2")
+    fleet.run(negative_quantity("ORD-3"))
+
+    report = cli("dlq", "replay", "--all", "--dry-run", "--json").json()
+    text = cli("dlq", "replay", "--all", "--dry-run").out
+
+    assert report["refused_downstream"] == {"erp": 2}
+    assert "of which 2 were refused for good by erp: they will fail again unless erp changed" in text
+    assert "--canary 5" in text
+    assert "have the producer resend it corrected" in text and "dlq repair" in text
+
+
+def test_dlq_list_shows_the_producer_and_the_business_keys(cli: Cli, fleet: FleetRun, erp_rules: Erp) -> None:
+    refused(fleet, erp_rules, "ORD-1")
+
+    text = cli("dlq", "list").out
+
+    assert "from=storefront" in text and "order_id=ORD-1" in text
 
 
 # -- replay ----------------------------------------------------------------------------------------
