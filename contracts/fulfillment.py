@@ -52,6 +52,7 @@ def _shipment_keys(event: ShipmentDispatchedV1 | ShipmentDeliveredV1) -> dict[st
 
 SHIPMENT_DISPATCHED = Contract(
     name="shipment.dispatched",
+    depends_on={"order.created": "order_id"},
     flow=FLOW,
     versions={1: ShipmentDispatchedV1},
     upcasters={},
@@ -72,6 +73,7 @@ SHIPMENT_DISPATCHED = Contract(
 
 SHIPMENT_DELIVERED = Contract(
     name="shipment.delivered",
+    depends_on={"order.created": "order_id", "shipment.dispatched": "shipment_id"},
     flow=FLOW,
     versions={1: ShipmentDeliveredV1},
     upcasters={},

@@ -62,8 +62,12 @@ def _payment_keys(
     return {"payment_id": event.payment_id, "order_id": event.order_id}
 
 
+#: A capture, refund or failure needs its order and its authorization applied first.
+ON_THE_AUTHORIZATION = {"order.created": "order_id", "payment.authorized": "payment_id"}
+
 PAYMENT_AUTHORIZED = Contract(
     name="payment.authorized",
+    depends_on={"order.created": "order_id"},
     flow=FLOW,
     versions={1: PaymentAuthorizedV1},
     upcasters={},
@@ -77,6 +81,7 @@ PAYMENT_AUTHORIZED = Contract(
 
 PAYMENT_CAPTURED = Contract(
     name="payment.captured",
+    depends_on=ON_THE_AUTHORIZATION,
     flow=FLOW,
     versions={1: PaymentCapturedV1},
     upcasters={},
@@ -96,6 +101,7 @@ PAYMENT_CAPTURED = Contract(
 
 PAYMENT_REFUNDED = Contract(
     name="payment.refunded",
+    depends_on=ON_THE_AUTHORIZATION,
     flow=FLOW,
     versions={1: PaymentRefundedV1},
     upcasters={},
@@ -115,6 +121,7 @@ PAYMENT_REFUNDED = Contract(
 
 PAYMENT_FAILED = Contract(
     name="payment.failed",
+    depends_on=ON_THE_AUTHORIZATION,
     flow=FLOW,
     versions={1: PaymentFailedV1},
     upcasters={},

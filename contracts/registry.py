@@ -31,6 +31,9 @@ class Contract:
     business_keys: Callable[[Any], dict[str, str]]
     summary: str = ""
     examples: Mapping[int, dict[str, Any]] = field(default_factory=dict)
+    #: The earlier contracts an event of this one needs applied first, each with the business key they
+    #: share (`{"order.created": "order_id"}`): while such an event is dead-lettered, this one is parked.
+    depends_on: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = [v for v in self.versions if v != self.latest_version and v not in self.upcasters]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import dramatiq
 from dramatiq import Broker, Middleware
@@ -19,6 +20,7 @@ from workers.delivery.relay import Relay, RelayOptions
 from workers.delivery.settle import RetryPolicy
 from workers.flows import FLOWS
 from workers.flows.flow import Flow
+from workers.messaging.broker_base import BrokerBase
 from workers.messaging.topology import DEAD_LETTER_SUFFIX, Topology
 from workers.observability.logs import MessageLog
 from workers.observability.metrics import Outcomes
@@ -101,6 +103,17 @@ def http_downstream(settings: Settings, flows: tuple[Flow, ...] = FLOWS) -> dict
     }
 
 
+def publisher_of(fleet: Fleet) -> Callable[[str, bytes, dict[str, Any]], None]:
+    """How a released parked event is published again: to the exchange, as its producer sent it."""
+    broker = fleet.broker
+    assert isinstance(broker, BrokerBase), "the fleet's brokers publish raw bytes"
+
+    def publish(routing_key: str, body: bytes, headers: dict[str, Any]) -> None:
+        broker.publish(fleet.settings.exchange, routing_key, body, headers)
+
+    return publish
+
+
 def register_actors(fleet: Fleet) -> None:
     """Declare one actor per flow on the fleet's broker, each consuming its flow's queue."""
     for flow in fleet.flows:
@@ -111,6 +124,7 @@ def register_actors(fleet: Fleet) -> None:
             outcomes=fleet.outcomes,
             max_event_age=timedelta(seconds=fleet.settings.max_event_age_seconds),
             deliveries_recorded=fleet.wakeup.notify,
+            publish_again=publisher_of(fleet),
         )
         dramatiq.Actor(
             pipeline,

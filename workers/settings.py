@@ -66,15 +66,20 @@ class Settings(BaseSettings):
     #: A message redelivered this many times (its worker died each time) is dead-lettered by the broker.
     delivery_limit: int = Field(default=5, ge=1, le=1000)
 
-    #: Transient failures retry within this many attempts in all ...
+    #: The flow's retry budget, for waits inside a flow (an event that overtook the one it depends on; the
+    #: outbox carries downstream outages): up to this many attempts in all, ...
     max_attempts: int = Field(default=6, ge=1, le=50)
+    #: ... the first retry after this, the later ones growing at the rate that spreads them over the window
+    #: (jittered), none longer than the maximum ...
     retry_min_backoff_ms: int = Field(default=1000, ge=1)
-    retry_max_backoff_ms: int = Field(default=120_000, ge=1)
-    #: ... and within this window from the first failure: kept below RabbitMQ's 30-minute
-    #: consumer timeout, because delayed retries wait unacked in worker memory.
+    retry_max_backoff_ms: int = Field(default=20 * 60_000, ge=1)
+    #: ... within this window from the first failure, the last try near its end: kept below RabbitMQ's
+    #: 30-minute consumer timeout, because delayed retries wait unacked in worker memory.
     retry_window_seconds: int = Field(default=20 * 60, ge=1, le=25 * 60)
     #: Throttled tries (a 429, or the rate limit) spend neither the attempts nor the window, only this.
     max_throttled_retries: int = Field(default=30, ge=0, le=1000)
+    #: An event parked behind a dead letter it depends on becomes a dead letter itself after this long.
+    parked_limit_seconds: int = Field(default=24 * 3600, ge=1)
     #: Events older than this are dead-lettered with stage `expired` instead of applied.
     max_event_age_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     handler_time_limit_ms: int = Field(default=60_000, ge=100)

@@ -4,6 +4,7 @@ console, db."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,10 +47,23 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone early (`| head`) is then one of ours to report
+        return code
     except CommandError as error:
         print(f"flowfleet: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _stop_writing_to_stdout()
+        print("flowfleet: the output was closed before the command finished writing it", file=sys.stderr)
+        return 1
+
+
+def _stop_writing_to_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush has nowhere broken to write."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

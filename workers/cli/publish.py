@@ -12,7 +12,7 @@ from workers.cli.command import CommandError, Subparsers, runs
 from workers.cli.output import print_json
 from workers.messaging import topology as topo
 from workers.messaging.publisher import ConfirmedPublisher, Outgoing
-from workers.settings import Settings
+from workers.settings import Settings, redact_url
 
 #: Lines of a publish report printed to the terminal; --json has them all.
 MAX_LISTED_FAILURES = 50
@@ -61,6 +61,9 @@ def publish(args: argparse.Namespace, settings: Settings) -> int:
         topo.connection_parameters(settings.broker_url.get_secret_value()), settings.exchange
     )
     report = publisher.publish(outgoing)
+    if report.unreachable:
+        url = redact_url(settings.broker_url.get_secret_value())
+        raise CommandError(f"cannot reach the broker at {url}: none of {len(outgoing)} envelope(s) was published")
     failed = {line_numbers[index]: reason for index, reason in sorted(report.failed.items())}
     if args.json:
         print_json({"confirmed": report.confirmed, "failed": [{"line": n, "reason": r} for n, r in failed.items()]})

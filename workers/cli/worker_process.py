@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pika
 from dramatiq import Worker
@@ -17,6 +18,7 @@ from workers.delivery.http import HttpDownstream
 from workers.fleet import Fleet, http_downstream, middleware, register_actors, topology
 from workers.fleet import relay as build_relay
 from workers.flows import FLOWS
+from workers.flows.flow import Flow
 from workers.messaging.broker import FleetBroker
 from workers.messaging.topology import Topology, apply, connection_parameters
 from workers.observability.logs import configure_logging
@@ -46,6 +48,22 @@ def run_worker(  # one keyword per command-line switch
     unknown = set(flows or ()) - {f.name for f in FLOWS}
     if unknown:
         raise ConfigurationError(f"unknown flow(s): {', '.join(sorted(unknown))}")
+    metrics = serve_worker_metrics(settings.metrics_port)  # first: a taken port fails start-up before anything runs
+    try:
+        return _run_fleet(settings, chosen, drain=drain, relay=relay, relay_only=relay_only, threads=threads)
+    finally:
+        metrics.close()
+
+
+def _run_fleet(  # the switches of run_worker, once the metrics are served
+    settings: Settings,
+    chosen: tuple[Flow, ...],
+    *,
+    threads: int | None,
+    drain: bool,
+    relay: bool,
+    relay_only: bool,
+) -> int:
     downstream = http_downstream(settings, chosen)
     broker_url = settings.broker_url.get_secret_value()
     engine = make_engine(settings.database_url.get_secret_value())
@@ -75,6 +93,8 @@ def run_worker(  # one keyword per command-line switch
             fleet.dead_letter_queues(),
             engine,
             plan.delivery_limits(),
+            parked_limit=timedelta(seconds=settings.parked_limit_seconds),
+            flow_queues={flow.name: settings.queue_name(flow.name) for flow in chosen},
         )
         if drain
         else None
@@ -89,7 +109,6 @@ def run_worker(  # one keyword per command-line switch
         settings.prefetch,
         "on" if sender else "off",
     )
-    metrics = serve_worker_metrics(settings.metrics_port)
     worker.start()
     if sender is not None:
         sender.start()
@@ -103,7 +122,6 @@ def run_worker(  # one keyword per command-line switch
         archive_drain.stop()
         archive_drain.join(timeout=10)
     broker.close()
-    metrics.close()
     for adapter in downstream.values():
         adapter.close()
     engine.dispose()
@@ -116,11 +134,9 @@ def _run_relay_only(settings: Settings, engine: Engine, downstream: dict[str, Ht
     stopping = stop_on_signals(logger, "finishing in-flight requests")
     sender = build_relay(settings, engine, downstream)
     logger.info("relay starting: systems=%s", ",".join(sorted(downstream)))
-    metrics = serve_worker_metrics(settings.metrics_port)
     sender.start()
     stopping.wait()
     sender.stop()
-    metrics.close()
     for adapter in downstream.values():
         adapter.close()
     engine.dispose()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
+from datetime import timedelta
 
 import pika
 import pika.exceptions
@@ -12,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from workers.deadletters.parked_expiry import dead_letter_overdue
 from workers.messaging.dead_letters import archive_record, unreadable_record
 from workers.messaging.ingress import json_safe_headers
 from workers.messaging.memory_broker import MemoryBroker
@@ -22,6 +25,8 @@ logger = logging.getLogger("flowfleet.drain")
 
 #: Errors that mean the database cannot take anything now: the dead letter waits in its queue.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+#: How often the drain looks for parked events past their limit.
+PARKED_CHECK_SECONDS = 60.0
 #: How long to wait before trying again when the database is unavailable.
 DB_RETRY_SECONDS = 2.0
 
@@ -67,8 +72,14 @@ class ArchiveDrain(threading.Thread):
         queues: Mapping[str, str],
         engine: Engine,
         delivery_limits: Mapping[str, int],
+        *,
+        parked_limit: timedelta | None = None,
+        flow_queues: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(name="flowfleet-drain", daemon=True)
+        self.parked_limit = parked_limit
+        self.flow_queues = dict(flow_queues or {})  # flow -> work queue
+        self._next_parked_check = 0.0
         self.parameters = parameters
         self.queues = dict(queues)  # dead-letter queue -> flow
         self.engine = engine
@@ -98,6 +109,7 @@ class ArchiveDrain(threading.Thread):
             while not self._stopping.is_set():
                 drained = sum(self._drain_queue(channel, queue, flow) for queue, flow in self.queues.items())
                 if drained == 0:
+                    self._expire_parked()
                     connection.sleep(0.5)
         finally:
             if connection.is_open:
@@ -120,6 +132,19 @@ class ArchiveDrain(threading.Thread):
             channel.basic_ack(method.delivery_tag)
             count += 1
         return count
+
+    def _expire_parked(self) -> None:
+        """At most once a minute: parked events past their limit become dead letters naming their parent."""
+        if self.parked_limit is None or time.monotonic() < self._next_parked_check:
+            return
+        self._next_parked_check = time.monotonic() + PARKED_CHECK_SECONDS
+        try:
+            created = dead_letter_overdue(self.engine, limit=self.parked_limit, queues=self.flow_queues)
+        except DATABASE_UNAVAILABLE:
+            logger.warning("archive unavailable; parked events checked later", exc_info=True)
+            return
+        if created:
+            logger.warning("%d parked event(s) waited too long and were dead-lettered", len(created))
 
 
 def drain_memory(broker: MemoryBroker, engine: Engine, flows: Mapping[str, str]) -> int:

@@ -1,7 +1,8 @@
 """Runs a dead letter's body through today's decoding, contracts, upcasters, age limit and dedup table, sending nothing.
 
 This is what `dlq replay --dry-run` and `dlq repair --dry-run` report per record: it would pass, it
-was already applied (a replay would be a duplicate), or it still fails and why. The checks are the
+was already applied (a replay would be a duplicate; also a broken body whose corrected resend was applied:
+superseded), or it still fails and why. The checks are the
 pipeline's own, in its order, with the code deployed now, so a fix that shipped (a new contract
 version, a relaxed validator) shows up as "would pass". The handler is not run: it has effects.
 """
@@ -16,6 +17,7 @@ from sqlalchemy import Connection
 from contracts.envelope import decode_envelope
 from contracts.errors import RejectedMessage
 from contracts.registry import ContractRegistry
+from workers.messaging.event_identity import lenient_dedup_key
 from workers.store.dedup import was_applied
 
 WOULD_PASS, ALREADY_APPLIED, STILL_FAILING = "would_pass", "already_applied", "still_failing"
@@ -34,6 +36,19 @@ class Verdict:
     dedup_key: str | None = None
 
 
+def _superseding_key(body: bytes, flow: str, registry: ContractRegistry) -> tuple[str, str] | None:
+    """The contract and dedup key of a body that fails today but names its key (a corrected resend has it)."""
+    try:
+        envelope = decode_envelope(body)
+        contract = registry.get(envelope.contract)
+    except RejectedMessage:
+        return None
+    if contract.flow != flow:
+        return None
+    key = lenient_dedup_key(contract.dedup_key, envelope.data)
+    return None if key is None else (envelope.contract, key)
+
+
 def check(
     connection: Connection,
     body: bytes,
@@ -48,6 +63,9 @@ def check(
         envelope = decode_envelope(body)
         parsed = registry.parse(envelope, flow=flow)
     except RejectedMessage as error:
+        superseded = _superseding_key(body, flow, registry)
+        if superseded is not None and was_applied(connection, contract=superseded[0], dedup_key=superseded[1]):
+            return Verdict(ALREADY_APPLIED, contract=superseded[0], dedup_key=superseded[1])
         return Verdict(STILL_FAILING, error.stage, error.reason, tuple(error.field_paths))
     contract, version, key = envelope.contract, envelope.version, parsed.dedup_key
     if was_applied(connection, contract=contract, dedup_key=key):

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from contracts.registry import ContractRegistry
+from workers.deadletters.decision import refusal
 from workers.deadletters.preflight import ALREADY_APPLIED, STILL_FAILING, WOULD_PASS, check
 from workers.store.archive.records import DeadLetterFilter, iter_dead_letters
 
@@ -40,6 +41,7 @@ def dry_run(
                 "reason": None if verdict.reason is None else shown(verdict.reason),
                 "field_paths": list(verdict.field_paths),
                 "dedup_key": verdict.dedup_key,
+                "refused_by": _refused_by(record) if verdict.verdict == WOULD_PASS else None,
             }
         )
     tally = Counter(item["verdict"] for item in items)
@@ -51,5 +53,13 @@ def dry_run(
         ALREADY_APPLIED: tally[ALREADY_APPLIED],
         STILL_FAILING: tally[STILL_FAILING],
         "reasons": [{"stage": s, "reason": r, "count": n} for (s, r), n in reasons.most_common()],
+        #: Of those that would pass, how many a downstream system refused for good, per system: they fail
+        #: again unless that system changed.
+        "refused_downstream": dict(Counter(item["refused_by"] for item in items if item["refused_by"])),
         "items": items,
     }
+
+
+def _refused_by(record: dict[str, Any]) -> str | None:
+    answer = refusal(record.get("error_message"))
+    return answer.system if answer is not None and answer.permanent else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 from contracts.envelope import decode_envelope
@@ -25,10 +26,29 @@ def event_fields(body: bytes) -> dict[str, Any]:
     }
     try:
         contract = REGISTRY.get(envelope.contract)
-        event = contract.parse(envelope.version, envelope.data)
     except RejectedMessage:
         return fields
+    try:
+        event = contract.parse(envelope.version, envelope.data)
+    except RejectedMessage:
+        return fields | {"dedup_key": lenient_dedup_key(contract.dedup_key, envelope.data)}
     return fields | {"dedup_key": contract.dedup_key(event), "business_keys": contract.business_keys(event)}
+
+
+def lenient_dedup_key(dedup_key: Any, data: dict[str, Any]) -> str | None:
+    """The dedup key of data that failed validation elsewhere (a negative quantity), when the fields the key
+    is made of are there as plain text or integers: a corrected resend has that key, and supersedes it."""
+    plain = {
+        name: value
+        for name, value in data.items()
+        if isinstance(name, str)
+        and (isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)))
+    }
+    try:
+        key = dedup_key(SimpleNamespace(**plain))
+    except AttributeError:  # a key field is missing or not plain: no key
+        return None
+    return key if isinstance(key, str) and 0 < len(key) <= _MAX_IDENTIFIER else None
 
 
 #: Bodies above this are not parsed for their identity: the drain must not stall on a huge body.

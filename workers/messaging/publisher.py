@@ -31,6 +31,8 @@ class Outgoing:
 class PublishReport:
     confirmed: int = 0
     failed: dict[int, str] = field(default_factory=dict)
+    #: The connection never opened: nothing was sent.
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -78,6 +80,7 @@ class _Run:
 
     def on_connection_error(self, _connection: Any, error: Exception) -> None:
         self.error = f"could not connect to the broker: {error!r}"
+        self.report.unreachable = True
         self._stop()
 
     def on_connection_closed(self, _connection: Any, reason: Exception) -> None:

@@ -28,6 +28,7 @@ from workers.flows import FLOWS
 from workers.messaging.topology import DEAD_LETTER_SUFFIX, DELAY_SUFFIX
 from workers.observability.delivery_gauges import read_delivery_gauges
 from workers.settings import DOWNSTREAM_SYSTEMS, Settings
+from workers.store.archive.parking import parked_counts
 from workers.store.archive.stats import ArchiveStats, ReplayStats, archive_stats, replay_stats
 
 logger = logging.getLogger("flowfleet.exporter")
@@ -162,7 +163,9 @@ class FleetExporter(Collector):
         now = self.clock()
         with self.engine.connect() as connection:
             stats = archive_stats(connection, now=now, new_window=NEW_FINGERPRINT_WINDOW)
+            parked = parked_counts(connection)
         yield from archive_metrics(stats, now=now, flows=self.flows)
+        yield parked_metric(parked, flows=self.flows)
 
     def _replays(self) -> Iterator[Metric]:
         now = self.clock()
@@ -205,6 +208,18 @@ def archive_metrics(stats: ArchiveStats, *, now: datetime, flows: Sequence[str])
             open_family.add_metric([flow, stage], float(stats.open.get((flow, stage), 0)))
             new.add_metric([flow, stage], float(stats.new_fingerprints.get((flow, stage), 0)))
     return [open_family, oldest, new]
+
+
+def parked_metric(parked: Mapping[str, int], *, flows: Sequence[str]) -> Metric:
+    """Events parked behind a dead letter they depend on, with a 0 for every flow that has none."""
+    family = GaugeMetricFamily(
+        "flowfleet_parked_events",
+        "Events parked behind an open dead letter they depend on; released when it is applied.",
+        labels=["flow"],
+    )
+    for flow in sorted({*flows, *parked}):
+        family.add_metric([flow], float(parked.get(flow, 0)))
+    return family
 
 
 def replay_metrics(stats: ReplayStats, *, now: datetime, flows: Sequence[str]) -> list[Metric]:

@@ -35,6 +35,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from workers.observability.metrics import count_no_deliveries_yet, count_no_messages_yet
+from workers.settings import ConfigurationError
 
 logger = logging.getLogger("flowfleet.metrics")
 
@@ -167,8 +168,13 @@ class MetricsEndpoint:
         try:
             self._server, _thread = start_http_server(self.port, registry=self.registry)
         except OSError as error:
-            if error.errno != errno.EADDRINUSE or self.directory is None:
-                raise
+            if error.errno != errno.EADDRINUSE:
+                raise ConfigurationError(f"cannot serve metrics on port {self.port}: {error.strerror}") from None
+            if self.directory is None:
+                raise ConfigurationError(
+                    f"metrics port {self.port} is already in use (FLOWFLEET_METRICS_PORT): stop what holds it or pick "
+                    "another; with PROMETHEUS_MULTIPROC_DIR set, workers share one port"
+                ) from None
             return False
         logger.info("serving metrics on port %d%s", self.port, " (multiprocess)" if self.directory else "")
         return True

@@ -1,7 +1,8 @@
 """The actor body every flow shares: decode, validate, upcast, check age, claim the dedup key, apply.
 
 A replayed copy (workers.messaging.replay_headers) also records its outcome, applied or duplicate, against the
-replay that sent it, in the transaction of the dedup claim: the outcome commits with the effect.
+replay that sent it, in the transaction of the dedup claim: the outcome commits with the effect. An applied
+event also resolves the open dead letters it supersedes (workers.store.archive.superseded), in that transaction.
 
 The handler's downstream ports are outbox recorders bound to that same transaction: a request becomes a
 delivery row that commits with the effect, and the relay (workers.delivery) sends it after the commit.
@@ -9,6 +10,7 @@ delivery row that commits with the effect, and the relay (workers.delivery) send
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,8 +28,12 @@ from workers.messaging.ingress import decode_body
 from workers.messaging.replay_headers import ReplayMark
 from workers.observability.metrics import Outcomes, replays_total
 from workers.store.archive.outcomes import APPLIED, DUPLICATE, record_replay_outcome
+from workers.store.archive.parking import RELEASED, close, open_parent, park, releasable
+from workers.store.archive.superseded import close_superseded
 from workers.store.dedup import claim, was_applied
 from workers.store.outbox.recorder import Cause, OutboxRecorder
+
+logger = logging.getLogger("flowfleet.parking")
 
 
 class FlowPipeline:
@@ -42,8 +48,10 @@ class FlowPipeline:
         outcomes: Outcomes,
         max_event_age: timedelta,
         deliveries_recorded: Callable[[], None] = lambda: None,
+        publish_again: Callable[[str, bytes, dict[str, Any]], None] | None = None,
     ) -> None:
         self.flow = flow
+        self.publish_again = publish_again
         self.registry = registry
         self.engine = engine
         self.deliveries_recorded = deliveries_recorded
@@ -81,6 +89,8 @@ class FlowPipeline:
                 f"event occurred {age.total_seconds() / 3600:.1f} h ago; the {self.flow.name} flow applies "
                 f"events up to {self.max_event_age.total_seconds() / 3600:.1f} h old"
             )
+        if replay is None and self._parked(parsed, delivery):
+            return
         started = time.perf_counter()
         try:
             first, result, replayed, recorders = self._apply(parsed, replay)
@@ -95,6 +105,8 @@ class FlowPipeline:
             self.outcomes.handled(self.flow.name, started, envelope.occurred_at)
         if isinstance(result, Stale):
             self.outcomes.stale(message.options, result.reason)
+        if first:
+            self._release_waiting_on(envelope.contract, parsed.dedup_key)
 
     def _apply(
         self, parsed: ParsedEvent, replay: ReplayMark | None
@@ -113,8 +125,60 @@ class FlowPipeline:
             )
             recorders = self._recorders(connection, parsed)
             result = self.flow.apply(parsed, connection, recorders) if first else None
+            if first:
+                close_superseded(
+                    connection,
+                    flow=self.flow.name,
+                    contract=envelope.contract,
+                    dedup_key=parsed.dedup_key,
+                    message_id=envelope.message_id,
+                )
             replayed = replay is not None and record_replay_outcome(connection, replay, APPLIED if first else DUPLICATE)
         return first, result, replayed, recorders
+
+    def _parked(self, parsed: ParsedEvent, delivery: dict[str, Any]) -> bool:
+        """Park the event behind an open dead letter it depends on, instead of spending its retries on it."""
+        depends_on = self.registry.get(parsed.envelope.contract).depends_on
+        if not depends_on or self.publish_again is None:
+            return False
+        with self.engine.begin() as connection:
+            parent = open_parent(connection, depends_on, parsed.business_keys)
+            if parent is None:
+                return False
+            parked_id = park(
+                connection,
+                parent,
+                flow=self.flow.name,
+                contract=parsed.envelope.contract,
+                message_id=parsed.envelope.message_id,
+                dedup_key=parsed.dedup_key,
+                business_keys=parsed.business_keys,
+                body=decode_body(delivery),
+                headers=delivery.get("headers") or {},
+            )
+        logger.info(
+            "parked #%d behind dead letter #%d (%s %s=%s)",
+            parked_id,
+            parent.id,
+            parent.contract,
+            parent.key,
+            parent.value,
+        )
+        return True
+
+    def _release_waiting_on(self, contract: str, dedup_key: str) -> None:
+        """Publish again, in the order they were parked, the events that waited on records now applied."""
+        if self.publish_again is None:
+            return
+        with self.engine.connect() as connection:
+            waiting = releasable(connection, contract=contract, dedup_key=dedup_key)
+        for event in waiting:
+            headers = {k: v for k, v in event.headers.items() if not k.startswith("x-")}
+            self.publish_again(event.contract, event.body, headers)
+            with self.engine.begin() as connection:
+                close(connection, [event.id], RELEASED)
+        if waiting:
+            logger.info("released %d parked event(s) that waited on %s %s", len(waiting), contract, dedup_key)
 
     def _recorders(self, connection: Connection, parsed: ParsedEvent) -> dict[str, OutboxRecorder]:
         """One outbox recorder per system the flow calls, bound to the dedup claim's transaction."""

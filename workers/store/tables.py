@@ -281,6 +281,29 @@ dead_letter_keys = Table(
     Index("ix_dead_letter_keys_name_value", "name", "value"),
 )
 
+#: Events parked behind a dead letter they depend on (a capture whose order.created is dead-lettered):
+#: kept whole, released in `id` order when that record is applied, dead-lettered when they wait too long.
+#: `parent_id` has no foreign key, like `replay_of`: a purged parent leaves the number.
+parked_events = Table(
+    "parked_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("parent_id", Integer, nullable=False),
+    Column("flow", String(50), nullable=False),
+    Column("contract", String(200), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("dedup_key", String(200), nullable=False),
+    Column("business_keys", JSON, nullable=False),
+    #: The body and headers as the broker delivered them: a release publishes exactly these again.
+    Column("body", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Index("ix_parked_events_parent_status", "parent_id", "status"),
+    Index("ix_parked_events_status_parked_at", "status", "parked_at"),
+)
+
 #: The transactional outbox: one row per request a handler asked of a downstream system, written in the
 #: effect's own transaction and sent after commit by the delivery relay (workers/delivery/).
 deliveries = Table(

@@ -18,6 +18,7 @@ from tests.support.envelopes import envelope, order_v2
 from tests.support.faults import PortFaults
 from tests.support.fleet_run import Cli, FleetRun
 from workers.cli.dlq import replay as dlq_replay
+from workers.store.dedup import claim
 from workers.store.tables import dead_letter_actions, dead_letters
 
 SECRET = "ana.secret@example.com"
@@ -156,6 +157,32 @@ def test_groups_count_each_fingerprint_with_its_times_flows_sample_and_runbook(
     text = cli("dlq", "groups").out
     assert "owner: integration team (flowfleet)" in text and "owner: the publishing team" in text
     assert f"flowfleet dlq replay --group {biggest['fingerprint']} --dry-run" in text
+    assert (biggest["decision"], contract["decision"]) == ("escalate", "repair")
+    assert "decision: escalate (erp refused these for good (400)" in text
+    assert "decision: repair" in text and "dlq repair ID --patch" in text
+
+
+def test_the_dry_run_of_orders_the_erp_refused_says_they_fail_again_unless_it_changed_and_offers_a_canary(
+    cli: Cli, fleet: FleetRun, erp_rules: Erp
+) -> None:
+    refused(fleet, erp_rules, "ORD-1", "ORD-2")
+    fleet.run(negative_quantity("ORD-3"))
+
+    report = cli("dlq", "replay", "--all", "--dry-run", "--json").json()
+    text = cli("dlq", "replay", "--all", "--dry-run").out
+
+    assert report["refused_downstream"] == {"erp": 2}
+    assert "of which 2 were refused for good by erp: they will fail again unless erp changed" in text
+    assert "--canary 5" in text
+    assert "have the producer resend it corrected" in text and "dlq repair" in text
+
+
+def test_dlq_list_shows_the_producer_and_the_business_keys(cli: Cli, fleet: FleetRun, erp_rules: Erp) -> None:
+    refused(fleet, erp_rules, "ORD-1")
+
+    text = cli("dlq", "list").out
+
+    assert "from=storefront" in text and "order_id=ORD-1" in text
 
 
 # -- replay ----------------------------------------------------------------------------------------
@@ -165,7 +192,8 @@ def test_replay_dry_run_says_what_would_pass_what_was_applied_and_what_still_fai
     cli: Cli, fleet: FleetRun, erp_rules: Erp, engine: Engine, published: list[Any]
 ) -> None:
     passing, applied = refused(fleet, erp_rules, "ORD-1", "ORD-2")
-    fleet.run(envelope(order_v2("ORD-2", [("MUG-BLUE", 1)])))  # applied since
+    with engine.begin() as connection:  # applied since, by a process that closes no superseded record
+        claim(connection, flow="orders", contract="order.created", dedup_key="ORD-2", message_id="m-2", version=2)
     fleet.run(negative_quantity("ORD-3"), envelope(order_v2("ORD-4"), age=timedelta(hours=2)))
 
     ran = cli("dlq", "replay", "--all", "--dry-run", "--json")

@@ -152,13 +152,32 @@ def test_a_body_no_contract_can_route_goes_back_to_its_flow_queue_and_its_re_fai
     assert (again["stage"], again["same_fingerprint"]) == ("decode", True)
 
 
-def test_a_copy_of_an_event_applied_meanwhile_is_a_duplicate_with_no_second_effect(
+def test_a_resend_applied_meanwhile_closes_the_record_so_no_replay_sends_a_second_effect(
     fleet: FleetRun, erp: FakeDownstream, erp_rules: Erp
 ) -> None:
     [record] = refused_orders(fleet, erp_rules, "ORD-10")
     fleet.run(envelope(order_v2("ORD-10", [("MUG-BLUE", 1)])))  # the producer sent it again, and it went through
 
-    report = replayer(fleet, Publisher(fleet)).start(
+    assert statuses(fleet)[record["id"]] == "resolved", "superseded by the resend"
+    publisher = Publisher(fleet)
+    replayer(fleet, publisher).start(DeadLetterFilter(ids=(record["id"],)), actor="ana", reason=REASON, options=NO_WAIT)
+    assert publisher.sent == []
+    assert exports(erp) == {"order-export:ORD-10": 1}
+
+
+def test_a_copy_of_an_event_applied_after_the_replay_was_claimed_is_a_duplicate_with_no_second_effect(
+    fleet: FleetRun, erp: FakeDownstream, erp_rules: Erp
+) -> None:
+    [record] = refused_orders(fleet, erp_rules, "ORD-10")
+    publisher = Publisher(fleet)
+    resend = envelope(order_v2("ORD-10", [("MUG-BLUE", 1)]))
+
+    def resent_first(_dead_letter_id: int) -> None:  # the producer's resend goes through before the copy
+        fleet.run(resend)
+
+    publisher.before = resent_first
+
+    report = replayer(fleet, publisher).start(
         DeadLetterFilter(ids=(record["id"],)), actor="ana", reason=REASON, options=NO_WAIT
     )
 

@@ -182,7 +182,7 @@ def test_a_v1_body_yields_the_dedup_key_of_its_upcast_event() -> None:
     assert (record["version"], record["dedup_key"]) == (1, "ORD-OLD")
 
 
-def test_a_contract_dead_letter_keeps_its_field_paths_and_has_no_dedup_key() -> None:
+def test_a_contract_dead_letter_keeps_its_field_paths_and_the_dedup_key_its_plain_fields_name() -> None:
     failure = classify(ContractViolation("quantity must be > 0", field_paths=("data.lines.0.quantity",)))
     body = envelope_body(lines=[{"line_id": "1", "sku": "TEE", "quantity": 0, "unit_price_minor": 500}])
 
@@ -191,7 +191,7 @@ def test_a_contract_dead_letter_keeps_its_field_paths_and_has_no_dedup_key() -> 
     assert record["stage"] == "contract"
     assert record["field_paths"] == ["data.lines.0.quantity"]
     assert record["message_id"] == "msg-9"
-    assert record["dedup_key"] is None
+    assert record["dedup_key"] == "ORD-9", "a corrected resend has this key: it supersedes the record"
     assert record["business_keys"] == {}
 
 

@@ -19,6 +19,7 @@ from workers.flows import FLOWS
 from workers.observability import metrics_endpoint
 from workers.observability.metrics import count_no_messages_yet, messages_total
 from workers.observability.metrics_endpoint import LOCK_NAME, MetricsDirectory, MetricsEndpoint, reap_dead_processes
+from workers.settings import ConfigurationError
 
 
 def free_port() -> int:
@@ -121,7 +122,7 @@ def test_without_a_directory_a_taken_port_stops_the_worker() -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
-        with pytest.raises(OSError, match="in use"):
+        with pytest.raises(ConfigurationError, match="in use"):
             metrics_endpoint.serve_worker_metrics(taken.getsockname()[1])
 
 

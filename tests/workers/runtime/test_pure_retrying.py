@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.runtime.retrying import RetryBudget
+from workers.runtime.retrying import THROTTLED_MAX_BACKOFF_MS, RetryBudget, growth
 
 BUDGET = RetryBudget(max_attempts=8, min_backoff_ms=1_000, max_backoff_ms=30_000, window_ms=3_600_000)
 
@@ -25,36 +25,75 @@ def delay(
 
 @pytest.fixture
 def jitter_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Pins the jitter to one end of its range: `jitter_at("low")` or `jitter_at("high")`."""
+    """Pins the jitter: `jitter_at("low")`, `jitter_at("high")` (an end of its range) or `jitter_at("none")` (1)."""
 
     def pin(end: str) -> None:
-        monkeypatch.setattr(random, "uniform", lambda low, high: low if end == "low" else high)
+        def uniform(low: float, high: float) -> float:
+            return {"low": low, "high": high}.get(end, 1.0)
+
+        monkeypatch.setattr(random, "uniform", uniform)
 
     return pin
 
 
-@pytest.mark.parametrize(("attempt", "ceiling"), [(1, 1_000), (2, 2_000), (3, 4_000), (4, 8_000), (5, 16_000)])
-def test_the_delay_doubles_with_each_attempt_and_jitters_within_the_upper_half(attempt: int, ceiling: int) -> None:
-    delays = {delay(attempt=attempt) for _ in range(200)}
+#: The shipped defaults: 6 attempts within 20 minutes, the first retry after 1 s.
+DEFAULTS = RetryBudget(max_attempts=6, min_backoff_ms=1_000, max_backoff_ms=1_200_000, window_ms=1_200_000)
 
-    assert all(d is not None and ceiling // 2 <= d <= ceiling for d in delays)
+
+def tries_until_spent(budget: RetryBudget) -> tuple[int, int]:
+    """Fail every try at once: (how many attempts were made, ms from the first failure to the last try)."""
+    attempt, elapsed = 1, 0
+    while (wait := delay(budget, attempt=attempt, elapsed_ms=elapsed)) is not None:
+        attempt, elapsed = attempt + 1, elapsed + wait
+    return attempt, elapsed
+
+
+def test_the_first_retry_waits_the_minimum_backoff_give_or_take_its_jitter() -> None:
+    delays = {delay(DEFAULTS, attempt=1) for _ in range(200)}
+
+    assert all(d is not None and 750 <= d <= 1_250 for d in delays)
     assert len(delays) > 1, "the delay is jittered"
 
 
-@pytest.mark.parametrize("end", ["low", "high"])
-def test_the_jitter_spans_exactly_half_the_ceiling_to_the_ceiling(jitter_at: Callable[[str], None], end: str) -> None:
-    jitter_at(end)
+def test_the_retries_grow_at_the_rate_that_makes_them_add_up_to_the_window(jitter_at: Callable[[str], None]) -> None:
+    jitter_at("none")
+    rate = growth(1_000, 1_200_000, 5)
 
-    assert [delay(attempt=n) for n in (1, 2, 3, 4)] == (
-        [500, 1_000, 2_000, 4_000] if end == "low" else [1_000, 2_000, 4_000, 8_000]
-    )
+    waits = [delay(DEFAULTS, attempt=n, elapsed_ms=0) for n in (1, 2, 3, 4)]
+
+    assert waits == [int(1_000 * rate**k) for k in range(4)]
+    assert 1_000 * (rate**5 - 1) / (rate - 1) == pytest.approx(1_200_000, rel=1e-6)
+
+
+def test_a_twenty_minute_window_is_about_twenty_minutes_with_every_attempt_made() -> None:
+    """The issue's complaint: 1 s doubling over 6 attempts spent a "20-minute" budget in 26 s."""
+    for _ in range(200):
+        attempts, elapsed = tries_until_spent(DEFAULTS)
+        assert attempts == 6
+        assert 0.9 * 1_200_000 <= elapsed <= 1_200_000
+
+
+def test_a_small_window_set_by_the_settings_is_spread_the_same_way() -> None:
+    budget = RetryBudget(max_attempts=4, min_backoff_ms=10, max_backoff_ms=10_000, window_ms=2_000)
+
+    attempts, elapsed = tries_until_spent(budget)
+
+    assert attempts == 4
+    assert 1_800 <= elapsed <= 2_000
+
+
+def test_the_last_try_lands_near_the_end_of_what_is_left_of_the_window(jitter_at: Callable[[str], None]) -> None:
+    jitter_at("low")
+
+    assert delay(DEFAULTS, attempt=5, elapsed_ms=200_000) == 900_000
 
 
 def test_the_delay_is_capped_by_the_maximum_backoff(jitter_at: Callable[[str], None]) -> None:
     jitter_at("high")
+    budget = RetryBudget(max_attempts=6, min_backoff_ms=1_000, max_backoff_ms=30_000, window_ms=1_200_000)
 
-    assert delay(attempt=6) == 30_000
-    assert delay(attempt=7) == 30_000
+    assert delay(budget, attempt=4) == 30_000
+    assert delay(budget, attempt=5) == 30_000
 
 
 def test_no_delay_is_offered_once_the_attempts_are_used_up() -> None:
@@ -63,14 +102,11 @@ def test_no_delay_is_offered_once_the_attempts_are_used_up() -> None:
     assert delay(attempt=9) is None
 
 
-def test_no_delay_is_offered_when_the_retry_would_land_outside_the_window(
-    jitter_at: Callable[[str], None],
-) -> None:
-    jitter_at("high")
+def test_no_delay_is_offered_once_the_window_is_spent() -> None:
     budget = RetryBudget(max_attempts=50, min_backoff_ms=1_000, max_backoff_ms=30_000, window_ms=60_000)
 
-    assert delay(budget, attempt=3, elapsed_ms=56_000) == 4_000
-    assert delay(budget, attempt=3, elapsed_ms=56_001) is None
+    assert delay(budget, attempt=3, elapsed_ms=59_999) == 1
+    assert delay(budget, attempt=3, elapsed_ms=60_000) is None
 
 
 def test_retry_after_raises_the_delay_to_at_least_what_the_other_side_asked_for() -> None:
@@ -78,9 +114,9 @@ def test_retry_after_raises_the_delay_to_at_least_what_the_other_side_asked_for(
 
 
 def test_a_short_retry_after_does_not_shorten_the_backoff(jitter_at: Callable[[str], None]) -> None:
-    jitter_at("low")
+    jitter_at("none")
 
-    assert delay(attempt=4, retry_after_s=0.5) == 4_000
+    assert delay(DEFAULTS, attempt=3, retry_after_s=0.5) == int(1_000 * growth(1_000, 1_200_000, 5) ** 2)
 
 
 def test_a_retry_after_beyond_the_window_ends_the_retries() -> None:
@@ -91,14 +127,14 @@ def test_a_retry_after_beyond_the_window_ends_the_retries() -> None:
 
 budgets = st.builds(
     RetryBudget,
-    max_attempts=st.integers(1, 20),
+    max_attempts=st.integers(1, 50),
     min_backoff_ms=st.integers(1, 10_000),
     max_backoff_ms=st.integers(10_000, 600_000),
     window_ms=st.integers(1, 86_400_000),
 )
 
 
-@given(budgets, st.integers(1, 25), st.integers(0, 86_400_000), st.none() | st.floats(0, 600))
+@given(budgets, st.integers(1, 55), st.integers(0, 86_400_000), st.none() | st.floats(0, 600))
 def test_any_offered_delay_respects_the_attempts_backoff_window_and_retry_after(
     budget: RetryBudget, attempt: int, elapsed_ms: int, retry_after_s: float | None
 ) -> None:
@@ -106,15 +142,14 @@ def test_any_offered_delay_respects_the_attempts_backoff_window_and_retry_after(
 
     if result is None:
         return
-    ceiling = min(budget.max_backoff_ms, budget.min_backoff_ms * 2 ** (attempt - 1))
+    remaining = budget.window_ms - elapsed_ms
     assert attempt < budget.max_attempts
-    assert elapsed_ms + result <= budget.window_ms
-    assert result >= ceiling // 2
+    assert 0 < result <= remaining
+    assert result >= min(budget.min_backoff_ms, remaining)
     if retry_after_s is None:
-        assert result <= ceiling
+        assert result <= budget.max_backoff_ms or result == min(budget.min_backoff_ms, remaining)
     else:
         assert result >= int(retry_after_s * 1000)
-        assert result <= max(ceiling, int(retry_after_s * 1000))
 
 
 # --- throttled tries: their own cap, never the attempts or the window --------------------------------
@@ -170,7 +205,8 @@ def test_any_throttled_delay_respects_the_cap_the_backoff_and_retry_after(
     assert (result is None) == (throttles > budget.max_throttled_retries)
     if result is None:
         return
-    assert result <= budget.max_backoff_ms
-    assert result >= min(budget.max_backoff_ms, budget.min_backoff_ms * 2 ** (throttles - 1)) // 2
+    cap = min(budget.max_backoff_ms, THROTTLED_MAX_BACKOFF_MS)
+    assert result <= cap
+    assert result >= min(cap, budget.min_backoff_ms * 2 ** (throttles - 1)) // 2
     if retry_after_s is not None:
-        assert result >= min(int(retry_after_s * 1000), budget.max_backoff_ms)
+        assert result >= min(int(retry_after_s * 1000), cap)

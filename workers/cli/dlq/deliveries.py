@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
 from workers.cli.command import CommandError
 from workers.cli.dlq.archive import archive_engine, masked
 from workers.cli.dlq.arguments import actor_of
 from workers.cli.output import dump_json, print_json
 from workers.deadletters import redelivery
+from workers.deadletters.decision import refusal
 from workers.settings import Settings
 from workers.store.archive.records import DeadLetterFilter
+from workers.store.tables import dead_letters
 
 #: The stage of a dead letter whose event was applied and whose request a downstream system refused.
 DELIVERY = redelivery.STAGE
@@ -30,6 +33,11 @@ def replay_deliveries(args: argparse.Namespace, settings: Settings, where: DeadL
                     f"dry run: #{item['dead_letter_id']} would be sent again to {item['system']} "
                     f"POST {item['path']} with Idempotency-Key {item['idempotency_key']}"
                 )
+            for system, count in sorted(refused_for_good(connection, ids).items()):
+                print(
+                    f"dry run: {count} of them were refused for good by {system}: they will be refused again unless "
+                    f"{system} changed; ask its team, then send one first (flowfleet dlq replay ID --reason '…')"
+                )
         elif ids:
             done = redelivery.replay_deliveries(
                 connection, ids, actor=actor_of(args), reason=args.reason, selection=where.to_json()
@@ -40,6 +48,18 @@ def replay_deliveries(args: argparse.Namespace, settings: Settings, where: DeadL
                 + (f"; skipped (replayed meanwhile): {done.skipped}" if done.skipped else "")
             )
     return where.stage == redelivery.STAGE
+
+
+def refused_for_good(connection: Connection, ids: list[int]) -> Counter[str]:
+    """How many of these dead letters each downstream system refused with a permanent answer."""
+    found: Counter[str] = Counter()
+    if not ids:
+        return found
+    for message in connection.execute(select(dead_letters.c.error_message).where(dead_letters.c.id.in_(ids))).scalars():
+        answer = refusal(message)
+        if answer is not None and answer.permanent:
+            found[answer.system] += 1
+    return found
 
 
 def repair_delivery(engine: Engine, args: argparse.Namespace, patch: Any) -> int:

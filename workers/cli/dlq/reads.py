@@ -13,11 +13,13 @@ from workers.cli.dlq.archive import archive_engine, masked, readable
 from workers.cli.dlq.arguments import actor_of, filters, read_status, selection
 from workers.cli.dlq.render import counts_text
 from workers.cli.output import dump_json, json_line, print_json
+from workers.deadletters.decision import suggest
 from workers.observability.masking import mask, mask_text
 from workers.ownership import Owner
 from workers.ownership import load as load_ownership
 from workers.settings import Settings
 from workers.store.archive.actions import EXPORT, FINISHED, create_action, get_action, list_actions
+from workers.store.archive.parking import parked_list
 from workers.store.archive.records import dead_letter_groups, get_dead_letter, iter_dead_letters, list_dead_letters
 from workers.store.archive.replays import action_replays, outcome_counts
 
@@ -30,6 +32,9 @@ def register(actions: Subparsers) -> None:
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--offset", type=int, default=0)
     listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--parked", action="store_true", help="the events parked behind dead letters they depend on, oldest first"
+    )
     runs(listing, dlq_list)
 
     groups = actions.add_parser("groups", help="dead letters grouped by failure fingerprint")
@@ -62,6 +67,8 @@ def register(actions: Subparsers) -> None:
 
 
 def dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    if args.parked:
+        return _list_parked(args, settings)
     where = selection(args, status=read_status(args))
     with archive_engine(settings) as engine, engine.connect() as connection:
         rows, total = list_dead_letters(connection, where, limit=args.limit, offset=args.offset)
@@ -72,10 +79,33 @@ def dlq_list(args: argparse.Namespace, settings: Settings) -> int:
         total,
         lambda row: (
             f"#{row['id']:<6} {row['last_failed_at']:%Y-%m-%d %H:%M:%S} {row['status']:<9} {row['flow']:<11} "
-            f"{row['stage']:<8} {row['contract'] or '-':<18} attempts={row['attempts']:<3} "
+            f"{row['stage']:<8} {row['contract'] or '-':<18} from={row.get('producer') or '-':<12} "
+            f"{keys_text(row.get('business_keys'))} attempts={row['attempts']:<3} "
             f"{row['error_type']}: {row['error_message'][:100]}"
         ),
     )
+
+
+def keys_text(business_keys: Any) -> str:
+    """`order_id=ORD-1 payment_id=P-1`, or `-` for a record whose keys could not be read."""
+    if not isinstance(business_keys, dict) or not business_keys:
+        return "-"
+    return " ".join(f"{name}={value}" for name, value in sorted(business_keys.items()))
+
+
+def _list_parked(args: argparse.Namespace, settings: Settings) -> int:
+    with archive_engine(settings) as engine, engine.connect() as connection:
+        rows = parked_list(connection, limit=args.limit)
+    if args.json:
+        print_json({"parked": rows})
+        return 0
+    print(f"{len(rows)} event(s) parked behind dead letters; each is released when its parent is applied")
+    for row in rows:
+        print(
+            f"parked #{row['id']:<6} {row['parked_at']:%Y-%m-%d %H:%M:%S} behind #{row['parent_id']:<6} "
+            f"{row['flow']:<11} {row['contract']:<18} {keys_text(row['business_keys'])}"
+        )
+    return 0
 
 
 def _print_page(
@@ -99,6 +129,8 @@ def dlq_groups(args: argparse.Namespace, settings: Settings) -> int:
         group["runbooks"] = [f"{RUNBOOKS}/{flow}.md" for flow in group["flows"]]
         group["owner"] = group_owner(group).to_json()
         group.pop("sample_id", None)
+        advice = suggest(group["stage"], group["error_type"], group["sample_reason"], group["fingerprint"])
+        group |= {"decision": advice.decision, "why": advice.why, "next": advice.next}
         if not args.unmask:
             group["sample_reason"] = mask_text(group["sample_reason"])
     if args.json:
@@ -113,7 +145,8 @@ def dlq_groups(args: argparse.Namespace, settings: Settings) -> int:
             f"  e.g.: {group['sample_reason'][:200]}\n"
             f"  owner: {group_owner(group).text()}\n"
             f"  runbook: {', '.join(group['runbooks'])}\n"
-            f"  replay it: flowfleet dlq replay --group {group['fingerprint']} --dry-run"
+            f"  decision: {group['decision']} ({group['why']})\n"
+            f"  next: {group['next']}"
         )
     return 0
 
@@ -127,9 +160,10 @@ def group_owner(group: dict[str, Any]) -> Owner:
 def dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     with archive_engine(settings) as engine, engine.connect() as connection:
         found = get_dead_letter(connection, args.id)
+        waiting = parked_list(connection, parent_id=args.id)
     if found is None:
         raise CommandError(f"no dead letter #{args.id}")
-    record = masked(readable(found), args.unmask)
+    record = masked(readable(found), args.unmask) | {"parked": waiting}
     owner = load_ownership().of_failure(
         flow=record["flow"], stage=record["stage"], fingerprint=record.get("fingerprint"), system=record.get("system")
     )
@@ -173,6 +207,9 @@ def dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{'history':>16}:")
     for event in record["history"]:
         print(f"  {event['at']} {event['actor']} {event['action']}: {event['reason']}")
+    print(f"{'parked':>16}: {len(waiting)} event(s) parked behind this record (released when it is applied)")
+    for row in waiting:
+        print(f"  parked #{row['id']} {row['parked_at']} {row['contract']} {keys_text(row['business_keys'])}")
     return 0
 
 

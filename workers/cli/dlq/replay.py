@@ -100,9 +100,19 @@ def _replay_dry_run(args: argparse.Namespace, settings: Settings, where: DeadLet
         f"  would pass:      {report[WOULD_PASS]}  (decode, contract, upcast and age checks pass; the handler decides)"
     )
     print(f"  already applied: {report[ALREADY_APPLIED]}  (a replay would be counted a duplicate, with no effect)")
+    for system, count in sorted(report["refused_downstream"].items()):
+        print(
+            f"    of which {count} were refused for good by {system}: they will fail again unless {system} changed; "
+            f"ask its team, then send a few first: add --canary 5 (the rest go only if those are applied)"
+        )
     print(f"  still failing:   {report[STILL_FAILING]}")
     for reason in report["reasons"][:MAX_LISTED]:
         print(f"    {reason['count']} x {reason['stage']}: {reason['reason']}")
+    if any(reason["stage"] in ("decode", "contract") for reason in report["reasons"]):
+        print(
+            "    a contract failure fails again byte for byte: have the producer resend it corrected (the dead "
+            "letter then closes itself), or fix it: flowfleet dlq repair ID --patch '[…]' --reason '…'"
+        )
     return 0
 
 
