@@ -11,7 +11,10 @@ Rules:
   (oldest first), and is sent to the ERP. An order with a shipped
   line cannot be cancelled (that is a return): a business rejection. A cancel for an order not
   seen yet is retried for a while, since it may have overtaken its `order.created`.
-- Reservations and releases change what the channels may sell: the new available-to-promise is pushed.
+- Reservations and releases change what the channels may sell: the new available-to-promise is pushed,
+  computed under the lock after the reservation.
+- Placing locks the stock last (one SKU's orders queue for its rows only for the reservation and the
+  commit) and never on a stale plan: a plan the locked rows no longer bear out is placed again locked first.
 """
 
 from __future__ import annotations
