@@ -11,7 +11,10 @@ Rules:
   (oldest first), and is sent to the ERP. An order with a shipped
   line cannot be cancelled (that is a return): a business rejection. A cancel for an order not
   seen yet is retried for a while, since it may have overtaken its `order.created`.
-- Reservations and releases change what the channels may sell: the new available-to-promise is pushed.
+- Reservations and releases change what the channels may sell: the new available-to-promise is pushed,
+  computed under the lock after the reservation.
+- Placing locks the stock last (one SKU's orders queue for its rows only for the reservation and the
+  commit) and never on a stale plan: a plan the locked rows no longer bear out is placed again locked first.
 """
 
 from __future__ import annotations
@@ -22,15 +25,41 @@ from handlers.availability import announce_availability
 from handlers.downstream import Downstream, segment
 from handlers.errors import PermanentError, TransientError
 from handlers.order_book import Line, Order, OrderBook
-from handlers.stock import StockBook, release, reserve
+from handlers.stock import AllocationChanged, StockBook, plan_reservations, release, reserve
 
 
 def place_order(
-    event: OrderCreatedV2, *, orders: OrderBook, stock: StockBook, erp: Downstream, channels: Downstream
+    event: OrderCreatedV2,
+    *,
+    orders: OrderBook,
+    stock: StockBook,
+    erp: Downstream,
+    channels: Downstream,
+    lock_first: bool = False,
 ) -> Order:
-    """Reserve each line (or backorder it), keep the order, export it to the ERP, push availability."""
-    stock.lock(line.sku for line in event.lines)
-    lines = [_allocate(line.line_id, line.sku, line.quantity, line.unit_price_minor, stock) for line in event.lines]
+    """Reserve each line (or backorder it), keep the order, export it to the ERP, push availability.
+
+    The stock rows are locked last, so a hot SKU's row is held only for the reservation, the
+    availability and the commit: the lines are planned from an unlocked read, the order and its ERP
+    export written, then the plan is checked under the lock. If the stock moved so that a line would
+    go elsewhere, `AllocationChanged` is raised and the caller places the order again (in a fresh
+    savepoint) with `lock_first`, which plans under the lock and cannot be overtaken.
+    """
+    skus = [line.sku for line in event.lines]
+    if lock_first:
+        stock.lock(skus)
+    planned = plan_reservations(stock, [(line.sku, line.quantity) for line in event.lines])
+    lines = [
+        Line(
+            line_id=line.line_id,
+            sku=line.sku,
+            quantity=line.quantity,
+            unit_price_minor=line.unit_price_minor,
+            status="backordered" if location is None else "reserved",
+            location=location,
+        )
+        for line, location in zip(event.lines, planned, strict=True)
+    ]
     order = Order(
         order_id=event.order_id,
         channel=event.channel,
@@ -43,6 +72,10 @@ def place_order(
     order.refresh_status()
     orders.add(order)
     erp.post("/orders", _erp_order(order), idempotency_key=f"order-export:{order.order_id}")
+    stock.lock(skus)
+    for line in lines:
+        if reserve(stock, line.sku, line.quantity) != line.location:
+            raise AllocationChanged(f"order {order.order_id}: stock of {line.sku} changed while it was planned")
     reserved = [line.sku for line in lines if line.status == "reserved"]
     announce_availability(channels, stock, reserved, cause=f"order.created:{order.order_id}")
     return order
@@ -80,18 +113,6 @@ def cancel_order(
     )
     announce_availability(channels, stock, [sku for sku, _ in released], cause=f"order.cancelled:{order.order_id}")
     return order
-
-
-def _allocate(line_id: str, sku: str, quantity: int, unit_price_minor: int, stock: StockBook) -> Line:
-    location = reserve(stock, sku, quantity)
-    return Line(
-        line_id=line_id,
-        sku=sku,
-        quantity=quantity,
-        unit_price_minor=unit_price_minor,
-        status="backordered" if location is None else "reserved",
-        location=location,
-    )
 
 
 def _erp_order(order: Order) -> dict[str, object]:

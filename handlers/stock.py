@@ -8,11 +8,11 @@ yet arrived) and available = on hand - reserved - quarantined. Every change keep
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from handlers.errors import PermanentError
+from handlers.errors import PermanentError, TransientError
 
 
 @dataclass
@@ -44,7 +44,7 @@ class StockLevel:
 
 
 class StockBook(Protocol):
-    """Where stock levels are kept; reads lock the rows they return until the transaction ends."""
+    """Where stock levels are kept; reads other than `peek` lock the rows they return until the transaction ends."""
 
     def level(self, sku: str, location: str) -> StockLevel:
         """The level at one location (all zero if the SKU was never there)."""
@@ -52,6 +52,10 @@ class StockBook(Protocol):
 
     def levels(self, sku: str) -> list[StockLevel]:
         """The SKU's level at every location it is known at, in location order."""
+        ...
+
+    def peek(self, sku: str) -> list[StockLevel]:
+        """The SKU's levels as last committed, in location order, without locking: for a plan checked under the lock."""
         ...
 
     def save(self, level: StockLevel) -> None: ...
@@ -65,15 +69,35 @@ class StockBook(Protocol):
         ...
 
 
+class AllocationChanged(TransientError):
+    """Stock changed between the unlocked plan and the lock: the order must be placed again under the lock."""
+
+
 def reserve(stock: StockBook, sku: str, quantity: int) -> str | None:
     """Reserve `quantity` at the first location (in location order) that has all of it available."""
-    for level in stock.levels(sku):
-        if level.available >= quantity:
+    level = _first_covering(stock.levels(sku), quantity)
+    if level is None:
+        return None
+    level.reserved += quantity
+    level.check()
+    stock.save(level)
+    return level.location
+
+
+def plan_reservations(stock: StockBook, wanted: Sequence[tuple[str, int]]) -> list[str | None]:
+    """Where `reserve` would put each (sku, quantity), in turn, judged from an unlocked read; nothing is saved."""
+    levels = {sku: stock.peek(sku) for sku, _ in wanted}
+    chosen: list[str | None] = []
+    for sku, quantity in wanted:
+        level = _first_covering(levels[sku], quantity)
+        if level is not None:
             level.reserved += quantity
-            level.check()
-            stock.save(level)
-            return level.location
-    return None
+        chosen.append(None if level is None else level.location)
+    return chosen
+
+
+def _first_covering(levels: Iterable[StockLevel], quantity: int) -> StockLevel | None:
+    return next((level for level in levels if level.available >= quantity), None)
 
 
 def release(stock: StockBook, sku: str, location: str, quantity: int) -> None:

@@ -19,4 +19,5 @@ database = integration.database
 fake_erp = integration.fake_erp
 service_env = integration.service_env
 worker = integration.worker
+flowfleet = integration.flowfleet
 wait_for = integration.wait_for

@@ -3,9 +3,11 @@
 A seeded stream of valid events (orders with stock, payments, shipments, returns, inventory, catalog),
 10% of them re-published as duplicates and a few intended rejections, is published with confirms into
 three `flowfleet worker` processes. Meanwhile workers are `kill -9`ed and replaced, RabbitMQ is
-restarted once (`stop_app`/`start_app`), PostgreSQL once, and the downstream fakes flap between 200,
-503 and timeouts. At the end every message must be applied once or archived with a stage and reason,
-and every downstream effect answered 2xx once per Idempotency-Key. Size: FLOWFLEET_SOAK_MESSAGES
+restarted once (`stop_app`/`start_app`), PostgreSQL once, the downstream fakes flap between 200,
+503 and timeouts, and the ERP is paused and resumed once through `flowfleet downstream`. At the end every
+message must be applied once or archived with a stage and reason, and every downstream effect answered
+2xx once per Idempotency-Key, in order per ordering key, or be a `delivery` dead letter; no ERP request
+arrives while it is paused. Size: FLOWFLEET_SOAK_MESSAGES
 (default 400); tests/chaos/README.md has the full-size command.
 """
 
@@ -35,6 +37,7 @@ import psycopg
 import pytest
 
 from contracts.published import REGISTRY
+from tests.support.delivery_accounting import out_of_order, refusals_without_a_dead_letter, sent_while_paused
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
@@ -54,6 +57,8 @@ INVENTORY_START = 1_000
 SKUS = tuple(f"SOAK-{n:02d}" for n in range(20))
 #: The downstream timeout the workers run with, and how long a "timeout" phase holds each request.
 DOWNSTREAM_TIMEOUT_S, HOLD_S = 1, 1.5
+#: After a pause, the relays see it within their control cache (1 s) and finish what is in flight (a timeout).
+PAUSE_GRACE_S = 1 + DOWNSTREAM_TIMEOUT_S + HOLD_S
 #: A retry budget generous enough for events that overtake their prerequisites through every outage, with short backoff.
 SOAK_ENV = {
     "FLOWFLEET_MAX_ATTEMPTS": "50",
@@ -720,6 +725,7 @@ class Chaos:
     """Kills and replaces workers, restarts RabbitMQ and PostgreSQL; keeps a log of what it did and when."""
 
     start_worker: Callable[..., Any]
+    flowfleet: Callable[..., Any]
     rabbit: Any
     database: Any
     downstream: Downstream
@@ -729,6 +735,8 @@ class Chaos:
     every_worker: list[Any] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: (paused, resumed) in time.monotonic(), each through `flowfleet downstream pause|resume erp`.
+    pauses: list[tuple[float, float]] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         self.log.append(f"{time.monotonic() - self.began:6.1f} s  {text}")
@@ -760,6 +768,23 @@ class Chaos:
         self.counts["kills while answers were held"] += held
         self.note(f"kill -9 worker {victim.pid}" + (" while downstream answers were held after applying" * held))
         self._replace()
+
+    def pause_erp(self) -> None:
+        """A maintenance window through the CLI: the ERP is paused for a few seconds, then resumed."""
+        self._operate("pause", "erp", "--reason", "soak: ERP maintenance window")
+        paused = time.monotonic()
+        self.note("flowfleet downstream pause erp")
+        try:
+            time.sleep(self.rng.uniform(4, 8))
+        finally:
+            self._operate("resume", "erp", "--reason", "soak: maintenance over")
+        self.pauses.append((paused, time.monotonic()))
+        self.counts["ERP pauses"] += 1
+        self.note(f"flowfleet downstream resume erp after {time.monotonic() - paused:.1f} s")
+
+    def _operate(self, *args: str) -> None:
+        done = self.flowfleet("downstream", *args)
+        assert done.returncode == 0, f"flowfleet downstream {' '.join(args)} failed: {done.stdout}{done.stderr}"
 
     def _replace(self) -> None:
         self.spawn()
@@ -803,7 +828,7 @@ class Chaos:
     def run(self, window: float, publisher: Publisher) -> None:
         """Each action at a random moment of the window, one after the other."""
         kills = [self.kill_one, self.kill_one_mid_effect] * (KILLS // 2) + [self.kill_one] * (KILLS % 2)
-        actions: list[Callable[[], None]] = [*kills, self.restart_broker, self.restart_postgres]
+        actions: list[Callable[[], None]] = [*kills, self.restart_broker, self.restart_postgres, self.pause_erp]
         self.rng.shuffle(actions)
         moments = sorted(self.rng.uniform(0.1, 0.9) * window for _ in actions)
         for moment, action in zip(moments, actions, strict=True):
@@ -925,6 +950,7 @@ def test_every_message_is_applied_once_or_archived_through_kills_restarts_and_fl
     database: Any,
     rabbit: Any,
     fake_erp: Any,
+    flowfleet: Callable[..., Any],
     services_restored: None,
 ) -> None:
     plan = build_plan(SEED, MESSAGES)
@@ -932,7 +958,7 @@ def test_every_message_is_applied_once_or_archived_through_kills_restarts_and_fl
     vhost_name = unquote(vhost.rsplit("/", 1)[1])
     began = time.monotonic()
     downstream = Downstream(fake_erp, SEED + 2)
-    chaos = Chaos(worker, rabbit, database, downstream, random.Random(SEED + 1), began)
+    chaos = Chaos(worker, flowfleet, rabbit, database, downstream, random.Random(SEED + 1), began)
     for _ in range(WORKERS):
         chaos.spawn()
     for sku in SKUS:
@@ -1052,6 +1078,17 @@ def account(
     unfinished = sorted(downstream.requested() - set(applied) - expected.optional_keys - superseded)
     problems += [f"requested downstream but never applied: {unfinished[:5]}"] * bool(unfinished)
 
+    # Delivery dimension: order per ordering key, every refusal a `delivery` dead letter, pauses honoured.
+    recorded = read(database, "SELECT id, ordering_key, idempotency_key FROM deliveries")
+    disordered = out_of_order(recorded, list(downstream.fake.applied))
+    problems += [f"applied out of order per ordering key: {disordered[:5]}"] * bool(disordered)
+    letters = read(database, "SELECT stage, headers FROM dead_letters WHERE stage = 'delivery'")
+    unarchived = refusals_without_a_dead_letter(refused, letters)
+    problems += [f"dead-lettered deliveries with no delivery dead letter: {unarchived[:5]}"] * bool(unarchived)
+    erp_arrivals = [r.at for r in list(downstream.fake.requests) if r.system == "erp"]
+    during = sent_while_paused(erp_arrivals, chaos.pauses, grace=PAUSE_GRACE_S)
+    problems += [f"ERP requests while it was paused: {len(during)}"] * bool(during)
+
     logs = "".join(handle.log() for handle in chaos.every_worker)
     originals = plan.originals
     stages = collections.Counter(row["stage"] for row in archived)
@@ -1071,7 +1108,9 @@ def account(
         f"{logs.count('changed nothing')} stale events, {logs.count('dead-lettered at stage')} dead letters",
         f"  chaos: {chaos.counts['kills']} kills ({chaos.counts['kills while answers were held']} while downstream "
         f"answers were held after applying), {chaos.counts['broker restarts']} broker restart, "
-        f"{chaos.counts['PostgreSQL restarts']} PostgreSQL restart, {len(chaos.every_worker)} worker processes in all",
+        f"{chaos.counts['PostgreSQL restarts']} PostgreSQL restart, {len(chaos.every_worker)} worker processes in all, "
+        f"{chaos.counts['ERP pauses']} ERP pause ({sum(end - start for start, end in chaos.pauses):.1f} s)",
+        f"  deliveries: {len(recorded)} recorded, {len(refused)} dead-lettered, {len(superseded)} superseded",
         f"  downstream phases: {dict(downstream.phases)}",
         f"  downstream answers: {downstream.tally()}; keys applied {len(applied)} "
         f"(required {len(expected.required_keys)})",

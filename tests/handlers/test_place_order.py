@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from contracts.orders import OrderCreatedV2
 from handlers.errors import PermanentError, TransientError
 from handlers.order_book import Line, Order
 from handlers.orders import place_order
+from handlers.stock import AllocationChanged, StockLevel
 from tests.support.fakes import InMemoryOrderBook, InMemoryStockBook, RecordingDownstream
 
 
@@ -227,3 +229,58 @@ def test_reservations_never_exceed_stock_on_hand_over_any_sequence_of_orders(
             else "partially_backordered"
         )
         assert placed.status == expected_status
+
+
+class StaleStockBook(InMemoryStockBook):
+    """A stock book whose unlocked read is older than its rows, as when another order committed in between."""
+
+    def __init__(self, on_hand: dict[tuple[str, str], int], seen: dict[tuple[str, str], int]) -> None:
+        super().__init__(on_hand)
+        self.seen = InMemoryStockBook(seen)
+
+    def peek(self, sku: str) -> list[StockLevel]:
+        return self.seen.levels(sku)
+
+
+def test_the_stock_is_locked_only_after_the_order_and_its_export_are_written() -> None:
+    events: list[str] = []
+
+    class Watching(InMemoryStockBook):
+        def lock(self, skus: Iterable[str]) -> None:
+            events.append(f"lock {','.join(skus)} after {len(erp.posts)} ERP posts and {len(book.orders)} orders")
+
+    stock, book, erp = Watching({("TEE", "berlin"): 5}), InMemoryOrderBook(), RecordingDownstream()
+    place_order(an_order(("TEE", 2)), orders=book, stock=stock, erp=erp, channels=RecordingDownstream())
+
+    assert events == ["lock TEE after 1 ERP posts and 1 orders"]
+    assert stock.reserved == {("TEE", "berlin"): 2}
+
+
+def test_a_plan_overtaken_by_another_order_is_refused_under_the_lock_and_places_again_locked_first() -> None:
+    stock = StaleStockBook({("TEE", "a-hamburg"): 1, ("TEE", "b-berlin"): 5}, seen={("TEE", "a-hamburg"): 3})
+
+    with pytest.raises(AllocationChanged, match="TEE"):
+        place(an_order(("TEE", 2)), stock)
+
+    # The caller rolls the refused attempt back (a savepoint) and places the order again, locking first.
+    rolled_back = InMemoryStockBook({("TEE", "a-hamburg"): 1, ("TEE", "b-berlin"): 5})
+    again, _book, erp = place_order_locked_first(an_order(("TEE", 2)), rolled_back)
+    assert [(line.status, line.location) for line in again.lines] == [("reserved", "b-berlin")]
+    assert erp.posts[0][1]["lines"][0]["location"] == "b-berlin"
+    assert rolled_back.reserved == {("TEE", "a-hamburg"): 0, ("TEE", "b-berlin"): 2}
+    assert rolled_back.locked[0] == ["TEE"]
+
+
+def test_a_line_planned_as_a_backorder_is_refused_when_stock_arrived_before_the_lock() -> None:
+    stock = StaleStockBook({("TEE", "berlin"): 4}, seen={})
+
+    with pytest.raises(AllocationChanged):
+        place(an_order(("TEE", 2)), stock)
+
+
+def place_order_locked_first(
+    order: OrderCreatedV2, stock: InMemoryStockBook
+) -> tuple[Order, InMemoryOrderBook, RecordingDownstream]:
+    book, erp = InMemoryOrderBook(), RecordingDownstream()
+    placed = place_order(order, orders=book, stock=stock, erp=erp, channels=RecordingDownstream(), lock_first=True)
+    return placed, book, erp

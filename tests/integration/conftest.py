@@ -322,6 +322,9 @@ class FakeErp:
     applied: dict[str, Any] = field(default_factory=dict)
     default: Reply = field(default_factory=Reply)
     on_request: Callable[[ErpRequest], None] | None = None
+    #: Per Idempotency-Key, the most requests the fake was serving at once (held ones included).
+    most_in_flight: dict[str, int] = field(default_factory=dict)
+    _in_flight: dict[str, int] = field(default_factory=dict)
     _scripts: dict[str, list[Reply]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closing: threading.Event = field(default_factory=threading.Event)
@@ -353,6 +356,16 @@ class FakeErp:
         request = ErpRequest(path=path, idempotency_key=key, body=body, at=time.monotonic())
         with self._lock:
             self.requests.append(request)
+            self._in_flight[str(key)] = serving = self._in_flight.get(str(key), 0) + 1
+            self.most_in_flight[str(key)] = max(serving, self.most_in_flight.get(str(key), 0))
+        try:
+            return self._answer(request)
+        finally:
+            with self._lock:
+                self._in_flight[str(key)] -= 1
+
+    def _answer(self, request: ErpRequest) -> tuple[Reply, int]:
+        key = request.idempotency_key
         if self.on_request is not None:
             self.on_request(request)
         with self._lock:
@@ -363,7 +376,7 @@ class FakeErp:
                 reply = queue.pop(0) if queue else self.default
                 status = reply.status
                 if 200 <= status < 300 and key is not None:
-                    self.applied[key] = body
+                    self.applied[key] = request.body
             request.status = status
         if reply.delay:
             self._closing.wait(reply.delay)

@@ -18,6 +18,8 @@ from tests.integration.conftest import (
     WaitFor,
 )
 from workers.demo.day import order_v2
+from workers.store.db import make_engine
+from workers.store.outbox.recorder import Cause, OutboxRecorder
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +184,62 @@ def test_a_worker_without_its_relay_records_deliveries_that_a_relay_only_process
     worker("--relay-only")
 
     wait_for(lambda: fake_erp.exports() == ["order-export:ORD-8500"], what="the relay-only process sent it")
+
+
+def test_three_relays_never_send_one_delivery_at_once_and_a_kill_9_mid_request_loses_nothing(
+    worker: StartWorker, database: Database, fake_erp: FakeErp, wait_for: WaitFor
+) -> None:
+    # A 2 s request timeout makes the lease 8 s: a dead relay's deliveries are taken over within seconds.
+    relays = [worker("--relay-only", FLOWFLEET_DOWNSTREAM_TIMEOUT_SECONDS="2") for _ in range(3)]
+    orders, steps = [f"ORD-93{n:02d}" for n in range(12)], 25
+    for order_id in orders:
+        # The first two requests of every order are held 1 s (applied first, like a slow ERP): a kill lands mid-request.
+        fake_erp.script(order_id, FakeErp.reply(200, delay=1.0), FakeErp.reply(200, delay=1.0))
+    record_deliveries(database, [(order_id, step) for step in range(steps) for order_id in orders])
+
+    def a_relay_holds_a_request() -> int | None:
+        held = database.rows(
+            "SELECT DISTINCT lease_owner FROM deliveries WHERE status = 'pending' AND lease_owner IS NOT NULL"
+        )
+        pids = {int(str(row["lease_owner"]).split(":")[1]) for row in held}
+        return next((relay.pid for relay in relays if relay.pid in pids), None)
+
+    victim = wait_for(a_relay_holds_a_request, timeout=30, what="a relay holding a leased delivery")
+    killed = next(relay for relay in relays if relay.pid == victim)
+    killed.kill()
+
+    expected = {f"step:{order_id}:{step}" for order_id in orders for step in range(steps)}
+    wait_for(lambda: set(fake_erp.exports()) == expected, timeout=120, what="every delivery applied by the ERP")
+    wait_for(
+        lambda: database.scalar("SELECT count(*) FROM deliveries WHERE status <> 'delivered'") == 0,
+        timeout=60,
+        what="every delivery recorded as delivered",
+    )
+
+    assert killed.process.returncode == -9
+    assert database.scalar("SELECT count(*) FROM deliveries") == len(expected)
+    doubled = {key: n for key, n in fake_erp.most_in_flight.items() if n > 1}
+    start = fake_erp.requests[0].at
+    seen = [(r.idempotency_key, round(r.at - start, 2), r.status) for r in erp_requests(fake_erp)]
+    seen = [request for request in seen if request[0] in doubled]
+    assert doubled == {}, f"two requests with one Idempotency-Key were in flight at once: {seen[:60]} killed {victim}"
+    accepted = [str(r.idempotency_key) for r in erp_requests(fake_erp) if r.status == 200]
+    assert sorted(accepted) == sorted(expected), "each key had its effect once (a repeat was answered 409)"
+    for order_id in orders:
+        applied = [key for key in fake_erp.applied if key.startswith(f"step:{order_id}:")]
+        assert applied == [f"step:{order_id}:{step}" for step in range(steps)], f"{order_id} kept its order"
+    assert database.dead_letters() == []
+
+
+def record_deliveries(database: Database, steps: list[tuple[str, int]]) -> None:
+    """Record one ERP delivery per (order, step) through the outbox recorder, in one transaction, in that order."""
+    engine = make_engine(database.url)
+    try:
+        with engine.begin() as connection:
+            for order_id, step in steps:
+                cause = Cause("orders", "order.noted", 1, f"msg-{order_id}-{step}", f"{order_id}:{step}")
+                OutboxRecorder(connection, "erp", cause).post(
+                    "/orders/notes", {"order_id": order_id, "step": step}, idempotency_key=f"step:{order_id}:{step}"
+                )
+    finally:
+        engine.dispose()

@@ -39,6 +39,9 @@ class InMemoryStockBook:
     def levels(self, sku: str) -> list[StockLevel]:
         return [copy.copy(level) for key, level in sorted(self.rows.items()) if key[0] == sku]
 
+    def peek(self, sku: str) -> list[StockLevel]:
+        return self.levels(sku)
+
     def save(self, level: StockLevel) -> None:
         self.rows[(level.sku, level.location)] = copy.copy(level)
 

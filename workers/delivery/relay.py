@@ -2,6 +2,9 @@
 
 Each system gets `concurrency` threads per process. A thread claims a batch (the head of each ordering key
 only), sends them one by one with no connection checked out, and settles each in its own short transaction.
+A delivery that waited in the batch until less than a request's worth of its lease is left is renewed
+first, and skipped if another relay (or another thread of this one) took it over meanwhile: a delivery is
+never sent twice at once.
 It claims nothing for a paused system, nor while the system's breaker is open, except the one probe the
 fleet sends after the cool-down. It sleeps until a commit in this process recorded deliveries, or a sweep.
 """
@@ -17,6 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -26,7 +30,7 @@ from workers.delivery.sending import send
 from workers.delivery.settle import RetryPolicy, Settler
 from workers.observability.metrics import deliveries_total
 from workers.store.outbox.claims import claim_due
-from workers.store.outbox.outcomes import release
+from workers.store.outbox.outcomes import release, renew
 from workers.store.outbox.purge import purge_finished
 from workers.store.outbox.system_state import abandon_probe, take_probe
 from workers.store.outbox.wakeup import DeliveriesRecorded
@@ -137,6 +141,8 @@ class Relay:
             if index and not self._may_go_on(system):
                 self._release(system, [int(r["id"]) for r in rows[index:]])
                 break
+            if not self._still_held(row):
+                continue
             sent = send(self.targets[system], row)  # no connection is checked out here
             self.settler.settle(row, sent)
             settled += 1
@@ -161,6 +167,21 @@ class Relay:
 
     def _may_go_on(self, system: str) -> bool:
         return not self._stopping.is_set() and not self.gate.paused(system) and self.gate.closed(system)
+
+    def _still_held(self, row: dict[str, Any]) -> bool:
+        """True when the lease outlasts one more request (renewing it if need be); False when it was lost."""
+        now = datetime.now(UTC)
+        if row["lease_expires_at"] - now >= self.options.lease * 0.75:
+            return True
+        with self.engine.begin() as connection:
+            until = now + self.options.lease
+            held = renew(connection, int(row["id"]), self.owner, held_until=row["lease_expires_at"], until=until)
+        if held:
+            row["lease_expires_at"] = until
+        else:
+            logger.info("delivery %s: lease taken over by another relay before it was sent; skipped", row["id"])
+            deliveries_total.labels(row["system"], "lease_lost").inc()
+        return held
 
     def _release(self, system: str, ids: list[int]) -> None:
         with self.engine.begin() as connection:

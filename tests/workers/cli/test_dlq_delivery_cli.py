@@ -90,3 +90,21 @@ def test_discarding_a_refused_export_lets_its_orders_cancel_go_and_never_sends_t
     assert "order-cancel:ORD-1" in erp.applied
     assert "order-export:ORD-1" not in erp.applied
     assert by_key(fleet.engine)["order-export:ORD-1"]["status"] == "discarded"
+
+
+def test_reconcile_lists_a_refused_export_until_dlq_replay_sends_it_and_not_after(
+    cli: Cli, fleet: FleetRun, refused: dict[str, bool]
+) -> None:
+    before = cli("reconcile", "--system", "erp", "--json")
+    assert before.code == 1, "a dead-lettered export is a settlement mismatch"
+    assert before.json()["mismatches"] == 1
+    assert "order ORD-1 reserved here, not posted to the ERP: dead letter" in before.out
+
+    refused["on"] = False
+    assert cli("dlq", "replay", "--stage", "delivery", "--reason", REASON).code == 0
+    fleet.deliver()
+
+    after = cli("reconcile", "--system", "erp", "--json")
+    assert after.code == 0, after.out
+    assert after.json()["mismatches"] == 0
+    assert "ORD-1" not in after.out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -288,3 +289,43 @@ def test_a_running_relay_is_woken_by_the_commit_not_by_its_sweep(
 
     assert list(erp.applied) == ["order-export:ORD-1"]
     assert took < 2, f"sent {took:.2f} s after publishing, well before the 30 s sweep"
+
+
+@pytest.mark.parametrize("taken_by", ["another relay", "another thread of this relay"])
+def test_a_delivery_whose_lease_ran_down_in_the_batch_and_was_taken_over_is_not_sent_a_second_time(
+    fleet: FleetRun, erp: FakeDownstream, taken_by: str
+) -> None:
+    from workers.store.tables import deliveries
+
+    fleet.publish(envelope(order_v2("ORD-1")))
+    fleet.publish(envelope(order_v2("ORD-2")))
+    fleet.join()
+    sender = build_relay(fleet.settings, fleet.engine, fleet.systems)
+    sender.options = replace(sender.options, lease=timedelta(seconds=0.4))
+    thief = (
+        sender
+        if taken_by == "another thread of this relay"
+        else build_relay(fleet.settings, fleet.engine, fleet.systems)
+    )
+
+    def slow_and_meanwhile_taken_over(_path: str, _payload: Any, key: str, _attempt: int) -> int:
+        time.sleep(0.2)  # the second delivery of the batch waits until less than a request's lease is left
+        taken.append(next(k for k in ("order-export:ORD-1", "order-export:ORD-2") if k != key))
+        with fleet.engine.begin() as connection:
+            connection.execute(
+                deliveries.update()
+                .where(deliveries.c.idempotency_key == taken[0])
+                .values(lease_owner=thief.owner, lease_expires_at=datetime.now(UTC) + timedelta(seconds=30))
+            )
+        return 200
+
+    taken: list[str] = []
+    erp.responder = slow_and_meanwhile_taken_over
+    lost_before = sample("flowfleet_deliveries_total", system="erp", result="lease_lost")
+
+    sender.cycle("erp")
+
+    assert len(erp_keys(erp, ok_only=False)) == 1, "the taken-over delivery was not sent by this claim"
+    assert erp_keys(erp, ok_only=False) != taken
+    assert by_key(fleet.engine)[taken[0]]["lease_owner"] == thief.owner
+    assert sample("flowfleet_deliveries_total", system="erp", result="lease_lost") - lost_before == 1

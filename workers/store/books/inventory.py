@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,12 +14,24 @@ from workers.store.upsert import insert_ignoring_conflict
 
 
 class SqlStockBook:
-    """Stock levels on the message's transaction; reads lock the rows (SELECT ... FOR UPDATE)."""
+    """Stock levels on the message's transaction; reads lock the rows (SELECT ... FOR UPDATE), `peek` does not.
+
+    The rows `lock` took are kept as read, and changed by `save`, so the reads after it cost no round
+    trip while the row is held: one book serves one transaction (a rolled-back savepoint needs a new one).
+    """
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._held: dict[str, dict[str, StockLevel]] = {}
+
+    def peek(self, sku: str) -> list[StockLevel]:
+        query = select(stock_levels).where(stock_levels.c.sku == sku).order_by(stock_levels.c.location)
+        return [_level(row) for row in self._connection.execute(query).mappings()]
 
     def level(self, sku: str, location: str) -> StockLevel:
+        held = self._held.get(sku, {}).get(location)
+        if held is not None:
+            return copy.copy(held)
         query = (
             select(stock_levels).where(stock_levels.c.sku == sku, stock_levels.c.location == location).with_for_update()
         )
@@ -28,9 +41,14 @@ class SqlStockBook:
             empty = {"sku": sku, "location": location, "on_hand": 0, "reserved": 0, "quarantined": 0}
             insert_ignoring_conflict(self._connection, stock_levels, {**empty, "return_pending": 0}, stock_levels.c.sku)
             row = self._connection.execute(query).mappings().one()
-        return _level(row)
+        level = _level(row)
+        if sku in self._held:
+            self._held[sku][location] = copy.copy(level)
+        return level
 
     def levels(self, sku: str) -> list[StockLevel]:
+        if sku in self._held:
+            return [copy.copy(level) for _, level in sorted(self._held[sku].items())]
         query = (
             select(stock_levels).where(stock_levels.c.sku == sku).order_by(stock_levels.c.location).with_for_update()
         )
@@ -40,14 +58,19 @@ class SqlStockBook:
         wanted = sorted(set(skus))
         if wanted:
             query = (
-                select(stock_levels.c.sku)
+                select(stock_levels)
                 .where(stock_levels.c.sku.in_(wanted))
                 .order_by(stock_levels.c.sku, stock_levels.c.location)
                 .with_for_update()
             )
-            self._connection.execute(query).all()
+            held: dict[str, dict[str, StockLevel]] = {sku: {} for sku in wanted}
+            for row in self._connection.execute(query).mappings():
+                held[row["sku"]][row["location"]] = _level(row)
+            self._held |= held
 
     def save(self, level: StockLevel) -> None:
+        if level.sku in self._held:
+            self._held[level.sku][level.location] = copy.copy(level)
         self._connection.execute(
             update(stock_levels)
             .where(stock_levels.c.sku == level.sku, stock_levels.c.location == level.location)

@@ -16,6 +16,16 @@ def _held(delivery_id: int, owner: str) -> list[ColumnElement[bool]]:
     return [deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner, deliveries.c.status == PENDING]
 
 
+def renew(connection: Connection, delivery_id: int, owner: str, *, held_until: datetime, until: datetime) -> bool:
+    """Extend the lease this claim got (`held_until` tells it from a later claim by another thread of the same
+    process) to `until`; False when it was taken over meanwhile."""
+    still_this_claim = deliveries.c.lease_expires_at == held_until
+    result = connection.execute(
+        deliveries.update().where(*_held(delivery_id, owner), still_this_claim).values(lease_expires_at=until)
+    )
+    return result.rowcount == 1
+
+
 def mark_delivered(connection: Connection, delivery_id: int, owner: str, now: datetime) -> bool:
     """The system confirmed it; False when the lease was lost (another relay took it over)."""
     result = connection.execute(
