@@ -37,6 +37,7 @@ class AckBatch:
         self._delivered: deque[int] = deque()
         #: Finished tags not yet in the prefix: True when they still need an ack, False when settled alone.
         self._finished: dict[int, bool] = {}
+        self._waiting = 0  # how many of those still need an ack
         self._individual: list[Operation] = []
         self._ack_upto = 0
         self._pending = 0
@@ -61,13 +62,15 @@ class AckBatch:
             if operation is not None:
                 self._individual.append(operation)
             self._finished[tag] = operation is None
+            self._waiting += operation is None
             delivered, finished = self._delivered, self._finished
             while delivered and delivered[0] in finished:
                 head = delivered.popleft()
                 if finished.pop(head):
+                    self._waiting -= 1
                     self._ack_upto = head
                     self._pending += 1
-            due = operation is not None or self._pending >= self.batch or len(finished) >= self.blocked_limit
+            due = operation is not None or self._pending >= self.batch or self._waiting >= self.blocked_limit
             if due and not self._flush_scheduled:
                 self._flush_scheduled = True
                 callback: Operation | None = self.flush
@@ -99,9 +102,10 @@ class AckBatch:
             self._flush_scheduled = False
             individual, self._individual = self._individual, []
             upto, self._ack_upto, self._pending = self._ack_upto, 0, 0
-            blocked = [tag for tag, needs_ack in self._finished.items() if needs_ack]
-            if len(blocked) < self.blocked_limit:
-                blocked = []
+            blocked = []
+            if self._waiting >= self.blocked_limit:
+                blocked = [tag for tag, needs_ack in self._finished.items() if needs_ack]
+                self._waiting = 0
             for tag in blocked:
                 self._finished[tag] = False
         if not self.channel.is_open:

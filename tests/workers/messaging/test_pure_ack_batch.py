@@ -83,10 +83,15 @@ def test_many_finished_deliveries_behind_a_stuck_one_are_acked_one_by_one() -> N
     channel.run()
 
     assert channel.sent == [("ack", 2, False), ("ack", 3, False), ("ack", 4, False), ("ack", 5, False)]
+    for tag in (7, 8, 9):
+        batch.ack(tag)
+    channel.run()
+    assert channel.sent[4:] == [], "three more behind the stuck one wait: below the limit, no wake-up"
+    assert channel.scheduled == []
     batch.ack(1)
     batch.ack(6)
     channel.run()
-    assert channel.sent[4:] == [("ack", 6, True)], "the prefix skips what was acked alone"
+    assert channel.sent[4:] == [("ack", 9, True)], "one multiple ack; the prefix skips what was acked alone"
 
 
 def test_nothing_is_sent_on_a_channel_that_closed() -> None:
