@@ -60,8 +60,8 @@ def test_after_a_run_that_is_no_multiple_of_the_batch_no_message_is_left_unacked
     for n in range(count):
         publish(envelope(order_v2(f"ORD-ACK-{n:03d}", [("MUG-BLUE", 1)])))
 
-    wait_for(lambda: len(database.orders()) == count, timeout=60, what=f"{count} orders applied")
-    wait_for(lambda: _unacked(vhost) == 0, timeout=30, what="the broker to see every message acked")
+    wait_for(lambda: len(database.orders()) == count, timeout=120, what=f"{count} orders applied")
+    wait_for(lambda: _unacked(vhost) == 0, timeout=60, what="the broker to see every message acked")
     running.kill()
 
     assert rabbit.queue_state(ORDERS_QUEUE)[0] == 0, "a killed worker's unacked messages would be ready again"
@@ -133,7 +133,7 @@ def test_failing_messages_between_successes_are_dead_lettered_alone_and_block_no
 
     wait_for(lambda: len(database.orders()) == len(good), timeout=30, what="every good order applied")
     wait_for(lambda: len(database.dead_letters()) == len(bad_ids), timeout=30, what="the bad ones archived")
-    wait_for(lambda: _unacked(vhost) == 0, timeout=30, what="the broker to see every message settled")
+    wait_for(lambda: _unacked(vhost) == 0, timeout=60, what="the broker to see every message settled")
     running.kill()
 
     assert rabbit.queue_state(ORDERS_QUEUE)[0] == 0, "nothing is left to redeliver"
