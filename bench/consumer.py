@@ -177,7 +177,7 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
     from workers.cli.worker_process import declare_topology
     from workers.delivery.fake import FakeDownstream
     from workers.fleet import Fleet, middleware, register_actors, topology
-    from workers.flows import orders
+    from workers.flows import catalog, orders
     from workers.flows.flow import Flow
     from workers.messaging.broker import FleetBroker
     from workers.settings import Settings
@@ -194,6 +194,8 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
     handler = spec["handler"]
     if handler == "orders":
         flow = orders.FLOW
+    elif handler == "catalog":
+        flow = catalog.FLOW
     else:
         flow = Flow(name=orders.FLOW.name, systems=(), apply=_apply_for("noop" if handler == "minimal" else handler))
     if not spec.get("dedup", True) or not spec.get("db"):

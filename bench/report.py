@@ -145,6 +145,7 @@ def build(
         "figures": figures,
         "latency": latency,
         "rss": rss,
+        "hot_sku": extras.get("hot_sku"),
         "latency_configs": [list(c) for c in latency_configs],
         "failures": list(extras.get("failures", [])),
     }
@@ -227,6 +228,15 @@ def markdown(document: Mapping[str, Any]) -> str:
             f" | {rss['fleet_growth']:.2f}x | ≤ {RSS_TARGET}x bare ({rss['fleet_vs_bare']:.2f}x), flat "
             f"(≤ {FLAT_RSS}x) | {rss['verdict_vs_bare']} (vs bare), {rss['verdict_flat']} (flat) | "
             f"`{rss['command']}` |",
+            "",
+        ]
+    hot = document.get("hot_sku")
+    if hot:
+        lines += [
+            "| hot SKU (outbox) | orders | hot SKU, orders/s | spread SKUs, orders/s | hot / spread | command |",
+            "|---|---|---|---|---|---|",
+            f"| one SKU vs one SKU per order | {hot['hot']['orders']:,} | {_f(hot['hot']['orders_per_second'], 1)} | "
+            f"{_f(hot['spread']['orders_per_second'], 1)} | {hot['hot_vs_spread']:.2f} | `{hot['command']}` |",
             "",
         ]
     for failure in document["failures"]:

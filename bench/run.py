@@ -39,6 +39,10 @@ class Scenario:
     db: bool = False
     dedup: bool = True
     invalid: bool = False  # publish bodies that fail the contract
+    flow: str = "orders"  # the flow whose queue it consumes
+    contract: str = "order.created"  # the routing key of what it is fed
+    #: Messages per run when --messages is not given (the catalog's nightly repricing is 100,000).
+    default_messages: int | None = None
 
     @property
     def prefix(self) -> str:
@@ -50,7 +54,7 @@ class Scenario:
 
     @property
     def queue(self) -> str:
-        return f"{self.prefix}celery" if self.kind == "celery" else f"{self.prefix}orders"
+        return f"{self.prefix}celery" if self.kind == "celery" else f"{self.prefix}{self.flow}"
 
     @property
     def queues(self) -> list[str]:
@@ -90,6 +94,16 @@ SCENARIOS: dict[str, Scenario] = {
             db=True,
             invalid=True,
         ),
+        Scenario(
+            "catalog-bulk",
+            "flowfleet catalog flow, nightly repricing: price.changed, one per SKU, PostgreSQL",
+            "fleet",
+            "catalog",
+            db=True,
+            flow="catalog",
+            contract="price.changed",
+            default_messages=100_000,
+        ),
         Scenario("publish-confirmed", "confirmed publish (workers.messaging.publisher, window 256)", "publisher"),
         Scenario("publish-unconfirmed", "unconfirmed publish (plain pika)", "publisher"),
     )
@@ -110,7 +124,7 @@ LATENCY_CONFIGS: tuple[tuple[str, str, float], ...] = (
     ("without DB", "fleet-noop", 10.0),
     ("with PostgreSQL", "fleet-pg-dedup", 50.0),
 )
-EXTRAS = ("latency", "rss")
+EXTRAS = ("latency", "rss", "hot-sku")
 
 
 # -- one measured process ----------------------------------------------------------------------------
@@ -211,7 +225,7 @@ class Bench:
             if scenario.kind == "celery":
                 channel.queue_declare(scenario.queue, durable=True, arguments={"x-queue-type": "quorum"})
             else:
-                apply(channel, Topology(scenario.exchange, {scenario.queue: ("order.created",)}, delivery_limit=5))
+                apply(channel, Topology(scenario.exchange, {scenario.queue: (scenario.contract,)}, delivery_limit=5))
         finally:
             connection.close()
 
@@ -223,10 +237,12 @@ class Bench:
 
     def publish(self, scenario: Scenario, count: int, tag: str) -> None:
         make = services.invalid_bodies if scenario.invalid else services.valid_bodies
+        if scenario.contract == "price.changed":
+            make = services.price_bodies
         if scenario.kind == "celery":
             services.publish_celery(self.vhost.url, scenario.queue, make(count, tag))
         else:
-            services.publish_confirmed(self.vhost.url, scenario.exchange, "order.created", make(count, tag))
+            services.publish_confirmed(self.vhost.url, scenario.exchange, scenario.contract, make(count, tag))
 
     def backlog(self, scenario: Scenario, count: int, tag: str) -> None:
         """Exactly `count` ready messages in the scenario's queue (Celery's are published unconfirmed: top up)."""
@@ -244,7 +260,7 @@ class Bench:
     def throughput(self, scenario: Scenario, round_: int) -> dict[str, Any]:
         """Drain a backlog of `messages` (publishers: publish them) in one fresh process."""
         self.reset(scenario)
-        messages = self.args.messages
+        messages = self.messages(scenario)
         spec = self.spec(scenario, messages)
         if scenario.kind != "publisher":
             self.backlog(scenario, messages, spec["tag"])
@@ -253,6 +269,26 @@ class Bench:
             result: dict[str, Any] = json.loads(harness.expect("RESULT", self.args.timeout + 60))
         finally:
             harness.stop()
+        return result
+
+    def messages(self, scenario: Scenario) -> int:
+        """--messages when given (a quick run uses fewer), else the scenario's own size, else the default."""
+        if self.args.messages_given or scenario.default_messages is None:
+            return int(self.args.messages)
+        return scenario.default_messages
+
+    def hot_sku(self) -> dict[str, Any]:
+        """`python -m bench.hot_sku` (its own databases), its JSON kept; --messages caps its orders at 400."""
+        orders = min(400, int(self.args.messages))
+        command = [sys.executable, "-m", "bench.hot_sku", "--orders", str(orders), "--threads", str(self.args.threads)]
+        with (self.log_dir / "hot-sku.log").open("wb") as log:
+            done = subprocess.run(
+                command, check=False, stdout=subprocess.PIPE, stderr=log, cwd=ROOT, timeout=self.args.timeout
+            )
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.hot_sku exited with {done.returncode}; see logs/hot-sku.log")
+        result: dict[str, Any] = json.loads(done.stdout)
+        result["command"] = shlex.join(["python", "-m", "bench.hot_sku", *command[3:]])
         return result
 
     def latency(self, scenario: Scenario, rate: float) -> dict[str, Any]:
@@ -345,6 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     quick = args.quick
+    args.messages_given = args.messages is not None or quick
     args.rounds = args.rounds or (1 if quick else 3)
     args.messages = args.messages or (1000 if quick else 5000)
     args.latency_seconds = args.latency_seconds or (2.0 if quick else 5.0)
@@ -365,7 +402,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def figure_command(args: argparse.Namespace, only: list[str]) -> str:
     """The command that reproduces a figure: the same sizes, only the scenarios it needs."""
     parts = ["python", "-m", "bench", "--only", ",".join(dict.fromkeys(only))]
-    parts += ["--rounds", str(args.rounds), "--messages", str(args.messages)]
+    parts += ["--rounds", str(args.rounds)]
+    if args.messages_given:  # else each scenario's own size (the catalog's 100,000) or the default
+        parts += ["--messages", str(args.messages)]
     if "latency" in only:
         parts += ["--latency-seconds", f"{args.latency_seconds:g}"]
     if "rss" in only:
@@ -446,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         if "rss" in args.chosen:
             progress(f"RSS at {args.rss_sizes[0]} and {args.rss_sizes[1]} messages")
             bench.extras["rss"] = {name: bench.rss(SCENARIOS[name]) for name in ("pika-bare", "fleet-noop")}
+        if "hot-sku" in args.chosen:
+            progress("hot SKU: bench.hot_sku")
+            bench.extras["hot_sku"] = bench.hot_sku()
     document = report.build(
         command=command,
         args=args,

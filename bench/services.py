@@ -8,7 +8,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -112,8 +112,8 @@ def prepare_schema(database: Database) -> None:
 def reset_schema(database: Database) -> None:
     """Empty every table a scenario writes, and give the stock back, so each run starts alike."""
     database.execute(
-        "TRUNCATE processed_events, order_lines, orders, dead_letter_events, dead_letters, bench_effects, stock_levels "
-        "CASCADE",
+        "TRUNCATE processed_events, order_lines, orders, dead_letter_events, dead_letters, bench_effects, "
+        "stock_levels, prices, deliveries CASCADE",
         "INSERT INTO stock_levels (sku, location, on_hand, reserved, quarantined) "
         f"SELECT 'SKU-' || n, 'BER-1', 1000000000, 0, 0 FROM generate_series(0, {SKUS - 1}) AS n",
         "VACUUM ANALYZE",
@@ -154,12 +154,22 @@ def order_data(order_id: str, sku: str, *, quantity: int = 1) -> dict[str, Any]:
     }
 
 
-def envelope(data: dict[str, Any], *, occurred_at: datetime | None = None, version: int = 2) -> bytes:
+def envelope(
+    data: dict[str, Any], *, occurred_at: datetime | None = None, version: int = 2, contract: str = "order.created"
+) -> bytes:
     """A plain JSON envelope as upstream teams publish it."""
     body = new_envelope(
-        "order.created", data, version=version, occurred_at=occurred_at, age=timedelta(seconds=1), producer="bench"
+        contract, data, version=version, occurred_at=occurred_at, age=timedelta(seconds=1), producer="bench"
     )
     return encode(body)
+
+
+def price_bodies(count: int, _tag: str) -> Iterator[bytes]:
+    """The nightly repricing: `count` `price.changed` v1 envelopes, one per SKU, none stale."""
+    effective_at = datetime.now(UTC).isoformat()
+    for n in range(count):
+        data = {"sku": f"SKU-P{n}", "currency": "EUR", "amount_minor": 1000 + n % 5000, "effective_at": effective_at}
+        yield envelope(data, version=1, contract="price.changed")
 
 
 def valid_bodies(count: int, tag: str) -> Iterator[bytes]:

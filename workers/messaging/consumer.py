@@ -1,8 +1,9 @@
 """A Dramatiq consumer for RabbitMQ that reads plain envelopes and can hand a message back.
 
 Compared with Dramatiq's own consumer it passes the delivery's headers to the ingress step (for
-the broker's delivery count), never drops an undecodable body, and requeues instead of acking a
-message whose retry or dead letter could not be published.
+the broker's delivery count), never drops an undecodable body, requeues instead of acking a
+message whose retry or dead letter could not be published, and acks flow queues in batches
+(workers.messaging.ack_batch) instead of waking the connection's thread once per message.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import pika
 import pika.exceptions
 from dramatiq import Consumer, Message
 from dramatiq.broker import MessageProxy
+from dramatiq.common import dq_name
 from dramatiq.errors import ConnectionClosed
+
+from workers.messaging.ack_batch import ACK_INTERVAL_S, AckBatch
 
 logger = logging.getLogger("flowfleet.consumer")
 
@@ -61,6 +65,11 @@ class FleetConsumer(Consumer):
             self.iterator = self.channel.consume(queue_name, inactivity_timeout=timeout_ms / 1000)
         except _AMQP_ERRORS as error:
             raise ConnectionClosed(error) from None  # type: ignore[no-untyped-call]  # untyped in Dramatiq
+        # A delay queue holds each message until its eta: one held for minutes would stop every ack
+        # behind it, so its messages are acked one by one, as they are few (retries).
+        self.acks: AckBatch | None = None
+        if queue_name != dq_name(queue_name):
+            self.acks = AckBatch(self.channel, self._settle, batch=ack_batch_size(prefetch), interval=ACK_INTERVAL_S)
 
     def __next__(self) -> DeliveredMessage | None:
         try:
@@ -70,14 +79,19 @@ class FleetConsumer(Consumer):
         if method is None:
             return None
         message = self.to_message(self.queue_name, properties.headers, body)
+        if self.acks is not None:
+            self.acks.delivered(method.delivery_tag)
         return DeliveredMessage(message, method.delivery_tag, source=self.channel)
 
     def ack(self, message: MessageProxy) -> None:
+        """Called once the message's effect, retry or dead letter is durable (Dramatiq's post-processing)."""
         assert isinstance(message, DeliveredMessage)
         if not self._owns(message):
             return
         if message.options.get("flowfleet_requeue"):
-            self._settle(partial(self.channel.basic_nack, message.tag, requeue=True))
+            self._alone(message.tag, partial(self.channel.basic_nack, message.tag, requeue=True))
+        elif self.acks is not None:
+            self.acks.ack(message.tag)
         else:
             self._settle(partial(self.channel.basic_ack, message.tag))
 
@@ -85,7 +99,13 @@ class FleetConsumer(Consumer):
         """Reject to the queue's dead-letter queue (used by Dramatiq for messages to unknown actors)."""
         assert isinstance(message, DeliveredMessage)
         if self._owns(message):
-            self._settle(partial(self.channel.basic_nack, message.tag, requeue=False))
+            self._alone(message.tag, partial(self.channel.basic_nack, message.tag, requeue=False))
+
+    def _alone(self, tag: int, operation: Callable[[], None]) -> None:
+        if self.acks is not None:
+            self.acks.settle_alone(tag, operation)
+        else:
+            self._settle(operation)
 
     def _owns(self, message: DeliveredMessage) -> bool:
         """A message delivered on a channel that has since been replaced is redelivered by the broker.
@@ -109,6 +129,8 @@ class FleetConsumer(Consumer):
     def close(self) -> None:
         try:
             flushed = Event()
+            if self.acks is not None:
+                self.connection.add_callback_threadsafe(self.acks.flush)
             self.connection.add_callback_threadsafe(flushed.set)
             while not flushed.is_set():
                 self.connection.sleep(0.01)
@@ -116,3 +138,8 @@ class FleetConsumer(Consumer):
             self.connection.close()
         except (pika.exceptions.ConnectionWrongStateError, AssertionError, *_AMQP_ERRORS):
             logger.debug("consumer connection was already closed", exc_info=True)
+
+
+def ack_batch_size(prefetch: int) -> int:
+    """Deliveries per multiple ack: RabbitMQ's guidance is every 5-10% of the prefetch window."""
+    return max(1, prefetch // 10)

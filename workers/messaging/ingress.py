@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -30,6 +31,16 @@ DELIVERY_COUNT_HEADER = "x-delivery-count"
 MAX_RETRY_DELAY_MS = 25 * 60 * 1000
 #: How far ahead of this host's clock a due retry's eta may be, for clocks out of step.
 CLOCK_SKEW_MS = 60_000
+
+#: Dramatiq ids for deliveries: unique per process start and process, a counter after that, as a
+#: `uuid4()` per delivery cost ~6% of a no-op message. The envelope's own message_id is the identity.
+_ID_PREFIX = f"{os.urandom(6).hex()}-{os.getpid()}-"
+_delivery_numbers = itertools.count(1)
+
+
+def delivery_id() -> str:
+    """A Dramatiq message id no other delivery of any process has (itertools.count is atomic under the GIL)."""
+    return f"{_ID_PREFIX}{next(_delivery_numbers)}"
 
 
 def message_from_delivery(
@@ -51,7 +62,7 @@ def message_from_delivery(
         args=(),
         kwargs={**encode_body(body), "headers": safe_headers},
         options={"delivery_count": delivery_count},
-        message_id=str(uuid.uuid4()),
+        message_id=delivery_id(),
         message_timestamp=int(time.time() * 1000),
     )
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import sentry_sdk
+from workers.observability.sentry import sentry_active
 
 
 def report_delivery_dead_letter(row: dict[str, Any], *, dead_letter_id: int, fingerprint: str, message: str) -> None:
     """One Sentry event (a no-op without SENTRY_DSN), tagged like a message's dead letter, with no body."""
+    if not sentry_active():
+        return
+    import sentry_sdk  # noqa: PLC0415  # imported already: sentry_active() said so
+
     with sentry_sdk.new_scope() as scope:
         for name in ("flow", "contract", "version", "message_id", "dedup_key", "system"):
             scope.set_tag(name, str(row.get(name, ""))[:200])

@@ -34,6 +34,8 @@ _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), No
 _CONTEXT_EXTRAS = frozenset({"event", "flow"})
 
 logger = logging.getLogger("flowfleet.messages")
+#: The line every message handled without an error writes: a fixed text and a number, nothing to scrub in it.
+HANDLED = "handled in %.1f ms"
 _started: ContextVar[float | None] = ContextVar("flowfleet_message_started", default=None)
 
 
@@ -73,6 +75,11 @@ class _ScrubbingFormatter(logging.Formatter):
         self.secrets = secrets
 
     def parts(self, record: logging.LogRecord) -> tuple[str, dict[str, Any], dict[str, Any], str | None]:
+        if record.msg is HANDLED and record.name == logger.name and not record.exc_info and not record.stack_info:
+            # The per-message line: its text is ours and its extra a float; only the context needs scrubbing.
+            message = HANDLED % record.args if record.args else HANDLED
+            extras = {"duration_ms": getattr(record, "duration_ms", None)}
+            return message, scrub(message_context(record), self.secrets), extras, None
         known = self.secrets | current_message_values() if _may_carry_payload(record) else self.secrets
         message = render_log_message(record, known)
         context = scrub(message_context(record), known)
@@ -187,4 +194,4 @@ class MessageLog(Middleware):
         if exception is not None or started is None:
             return
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        logger.info("handled in %.1f ms", elapsed_ms, extra={"duration_ms": elapsed_ms})
+        logger.info(HANDLED, elapsed_ms, extra={"duration_ms": elapsed_ms})

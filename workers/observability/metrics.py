@@ -62,13 +62,19 @@ class Outcomes:
     def __init__(self) -> None:
         self.tally: Tally[tuple[str, str]] = Tally()
         self._lock = Lock()
+        # Label children resolved once per label set: `labels()` takes a lock and builds a key per call.
+        self._counted: dict[tuple[str, str, str, str], Any] = {}
+        self._timed: dict[str, tuple[Any, Any]] = {}
 
     def record(self, options: Mapping[str, Any], outcome: str) -> None:
         """Count one outcome of the message whose Dramatiq options are `options`."""
         event: Mapping[str, Any] = options.get("event", {})
         flow = str(options.get("flow", "unknown"))
-        contract = str(event.get("contract", "unknown"))
-        messages_total.labels(flow, contract, str(event.get("version", "unknown")), outcome).inc()
+        key = (flow, str(event.get("contract", "unknown")), str(event.get("version", "unknown")), outcome)
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = messages_total.labels(*key)
+        child.inc()
         with self._lock:
             self.tally[(flow, outcome)] += 1
 
@@ -83,8 +89,11 @@ class Outcomes:
 
     def handled(self, flow: str, started: float, occurred_at: datetime) -> None:
         """Time one applied or failed attempt: latency and lag must not go blank exactly during an outage."""
-        handler_seconds.labels(flow).observe(time.perf_counter() - started)
-        event_lag_seconds.labels(flow).observe(max(0.0, (datetime.now(UTC) - occurred_at).total_seconds()))
+        children = self._timed.get(flow)
+        if children is None:
+            children = self._timed[flow] = (handler_seconds.labels(flow), event_lag_seconds.labels(flow))
+        children[0].observe(time.perf_counter() - started)
+        children[1].observe(max(0.0, (datetime.now(UTC) - occurred_at).total_seconds()))
 
 
 #: Replayed dead letters by what became of them (`applied`, `duplicate`: already applied, `failed_again`),

@@ -11,21 +11,20 @@ Every event, transaction and breadcrumb passes `before_send` / `before_breadcrum
 message body the integration attaches, drop frame variables, render log messages without their
 Dramatiq-message arguments, and scrub the rest (workers.observability.scrubbing), including the personal values
 of the message being handled and the secrets in the settings.
+
+sentry-sdk is imported only when a DSN is set (~10 MiB per process otherwise spent for nothing).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
-import sentry_sdk
 from dramatiq import Broker, Middleware
 from dramatiq.broker import MessageProxy
-from sentry_sdk.integrations.dramatiq import DramatiqIntegration
-from sentry_sdk.integrations.logging import LoggingIntegration
-from sentry_sdk.transport import Transport
 
 from workers.failures import classify
 from workers.observability.logs import message_context
@@ -35,6 +34,7 @@ from workers.settings import Settings
 
 if TYPE_CHECKING:
     from sentry_sdk._types import DataCollectionUserOptions, Event, Hint
+    from sentry_sdk.transport import Transport
 
 #: Top-level parts of an event that describe the SDK, not our data: scrubbed as text, their keys kept.
 _SDK_PARTS = frozenset({"sdk", "modules", "debug_meta"})
@@ -68,6 +68,10 @@ def init_sentry(settings: Settings, *, transport: Transport | None = None) -> bo
     """
     if settings.sentry_dsn is None or not settings.sentry_dsn.get_secret_value():
         return False
+    import sentry_sdk  # noqa: PLC0415  # only a process with a DSN pays for the SDK
+    from sentry_sdk.integrations.dramatiq import DramatiqIntegration  # noqa: PLC0415  # as above
+    from sentry_sdk.integrations.logging import LoggingIntegration  # noqa: PLC0415  # as above
+
     secrets = secret_values(settings)
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
@@ -106,8 +110,10 @@ class SentryFailures(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        if exception is None or _fate.get() != "dead_lettered" or not sentry_sdk.get_client().is_active():
+        if exception is None or _fate.get() != "dead_lettered" or not sentry_active():
             return
+        import sentry_sdk  # noqa: PLC0415  # imported already: sentry_active() said so
+
         failure = classify(exception)
         with sentry_sdk.new_scope() as scope:
             scope.fingerprint = ["flowfleet-dead-letter", failure.fingerprint]
@@ -116,6 +122,12 @@ class SentryFailures(Middleware):
             scope.set_tag("stage", failure.stage)
             scope.set_tag("dead_lettered", "yes")
             sentry_sdk.capture_exception(exception)
+
+
+def sentry_active() -> bool:
+    """Whether Sentry was started in this process; False without importing the SDK if nothing imported it."""
+    sdk = sys.modules.get("sentry_sdk")
+    return sdk is not None and bool(sdk.get_client().is_active())
 
 
 class _FateWitness:

@@ -1,13 +1,18 @@
-"""Engine creation for SQLite (embedded) and PostgreSQL, and schema migration with Alembic."""
+"""Engine creation for SQLite (embedded) and PostgreSQL, and schema migration with Alembic.
+
+Alembic is imported only to migrate: a process that never migrates does not carry it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: Key of the PostgreSQL advisory lock that serialises concurrent migrations at fleet start.
@@ -35,6 +40,8 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 
 def alembic_config() -> Config:
     """Alembic's configuration for this package's migrations (no ini file needed)."""
+    from alembic.config import Config  # noqa: PLC0415  # Alembic only where migrations are read
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -42,6 +49,8 @@ def alembic_config() -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest revision; safe to call from many processes at once."""
+    from alembic import command  # noqa: PLC0415  # Alembic only to migrate
+
     config = alembic_config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":

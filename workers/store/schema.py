@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from workers.store.db import alembic_config
@@ -16,6 +14,9 @@ class SchemaNotCurrent(Exception):
 def require_current_schema(engine: Engine) -> None:
     """Return if the schema is at the latest revision; else SchemaNotCurrent. A database that cannot be
     reached raises SQLAlchemy's OperationalError, for the caller to name."""
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415  # Alembic only when a command checks
+    from alembic.script import ScriptDirectory  # noqa: PLC0415  # as above
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()

@@ -78,3 +78,21 @@ def test_the_text_format_names_the_message_too(
     assert " WARNING flowfleet.failures dead-lettered at stage handler: PermanentError [flow=orders " in line
     assert "message_id=msg-8003" in line
     assert EMAIL not in log_lines.getvalue()
+
+
+def test_the_handled_line_carries_every_context_field_and_its_duration(
+    fleet_runner: FleetRunner, log_lines: io.StringIO
+) -> None:
+    fleet_runner().run(envelope(order_v2("ORD-8004", email=EMAIL, name=NAME), message_id="msg-8004"))
+
+    [handled] = [e for e in entries(log_lines) if e["message"].startswith("handled in ")]
+    assert set(handled) == {
+        *("timestamp", "level", "logger", "message", "duration_ms"),
+        *("flow", "contract", "version", "message_id", "correlation_id", "dedup_key"),
+    }
+    assert (handled["message_id"], handled["dedup_key"], handled["logger"]) == (
+        "msg-8004",
+        "ORD-8004",
+        "flowfleet.messages",
+    )
+    assert handled["message"] == f"handled in {handled['duration_ms']:.1f} ms"
