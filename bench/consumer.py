@@ -240,8 +240,8 @@ def _counting_outcomes(spec: dict[str, Any], meter: Meter) -> Any:
                 print(f"FAILED: a message was {outcome}; see the log", flush=True)
                 os._exit(4)
 
-        def applied(self, flow: str, started: float, occurred_at: datetime) -> None:
-            super().applied(flow, started, occurred_at)
+        def handled(self, flow: str, started: float, occurred_at: datetime) -> None:
+            super().handled(flow, started, occurred_at)
             if not count_archived:
                 meter.tick((datetime.now(UTC) - occurred_at).total_seconds() if spec.get("latency") else None)
 

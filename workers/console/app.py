@@ -15,7 +15,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workers.console import actions, downstream, pages, replays
+from workers.console import actions, downstream, export, pages, replays
 from workers.console.auth import Authenticator
 from workers.console.config import ConsoleConfig, check_binding
 from workers.console.context import STATIC, Console, templates
@@ -79,6 +79,7 @@ def create_app(
         *replays.ROUTES,
         *actions.ROUTES,
         *downstream.ROUTES,
+        *export.ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -46,6 +46,17 @@ def utc(moment: datetime | None) -> Markup:
     return Markup('<time datetime="{}">{} UTC</time>').format(aware.isoformat(), aware.strftime("%Y-%m-%d %H:%M:%S"))
 
 
+def plain(value: Any, unset: str = "\u2013") -> str:
+    """A selection's, option's or count's value as text: lists by commas, a (name, value) pair as name=value."""
+    if value is None:
+        return unset
+    if isinstance(value, dict):
+        return ", ".join(f"{name}={plain(item)}" for name, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join("=".join(map(str, v)) if isinstance(v, list | tuple) else plain(v) for v in value)
+    return str(value)
+
+
 def query(values: dict[str, Any], **changes: Any) -> str:
     """A query string from the current selection with some values changed (None drops one)."""
     merged = {k: v for k, v in ({**values, **changes}).items() if v not in (None, "")}
@@ -57,6 +68,7 @@ def templates() -> Environment:
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True
     )
     environment.filters["utc"] = utc
+    environment.filters["plain"] = plain
     environment.globals["query"] = query
     environment.globals["escape"] = escape
     environment.globals["owner_of"] = owner_of

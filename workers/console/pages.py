@@ -20,6 +20,7 @@ from workers.console.downstream import downstream_overview
 from workers.console.queues import queue_depths
 from workers.console.selection import selection_of, selection_params
 from workers.console.views import Refused, console_of, endpoint, reason_of, render
+from workers.deadletters.export import readable
 from workers.flows import FLOWS
 from workers.observability.masking import mask, mask_text
 from workers.store.archive.actions import FINISHED, create_action
@@ -151,22 +152,10 @@ def _record_page(request: Request, who: Principal, *, unmask: bool) -> Response:
     if found is None:
         return render(request, who, "message.html", status=404, title="Not found", text=f"No dead letter #{record_id}")
     shown = readable(found)
+    #: As pairs: masking blanks every field called "name", and a key's name is not personal.
+    shown["keys"] = [[key["name"], key["value"]] for key in shown.get("keys", [])]
     shown = shown if unmask else mask(shown)
     return render(request, who, "record.html", record=shown, unmasked=unmask, pretty=_pretty, deliveries=mask(caused))
-
-
-def readable(record: dict[str, Any]) -> dict[str, Any]:
-    """The body as an envelope when it is JSON (else text), and each repair's edited body likewise."""
-    record = dict(record)
-    body = bytes(record.pop("body"))
-    try:
-        record["envelope"] = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        record["text_body"] = body.decode("utf-8", errors="replace")
-    record["replays"] = [{k: v for k, v in row.items() if k != "body"} for row in record.get("replays", [])]
-    #: As pairs: masking blanks every field called "name", and a key's name is not personal.
-    record["keys"] = [[key["name"], key["value"]] for key in record.get("keys", [])]
-    return record
 
 
 def _pretty(value: Any) -> str:

@@ -18,7 +18,10 @@ from workers.store.archive.status import OPEN, STATUSES
 SELECTORS = ("group", "flow", "stage", "status", "contract", "version", "error_type", "message_id", "since", "until")
 #: Names a form or a page uses for itself, never business keys.
 OWN_FIELDS = frozenset(
-    {"before", "limit", "csrf_token", "reason", "canary", "canary_wait", "rate", "wait", "patch", "ids", "all"}
+    {
+        *("before", "limit", "csrf_token", "reason", "canary", "canary_wait", "rate", "wait", "patch"),
+        *("ids", "all", "unmask"),
+    }
 )
 _KEY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 

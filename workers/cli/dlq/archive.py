@@ -1,8 +1,7 @@
-"""The archive as every `dlq` command opens it (schema checked) and shows its records (masked, readable)."""
+"""The archive as every `dlq` command opens it (schema checked) and shows its records (masked unless --unmask)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,25 +39,3 @@ def masked(value: Any, unmask: bool) -> Any:
 
 def shown(value: Any) -> str:
     return mask_text(str(value))
-
-
-def envelope_or_text(body: bytes) -> dict[str, Any]:
-    try:
-        return {"envelope": json.loads(body)}
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return {"body": body.decode("utf-8", errors="replace")}
-
-
-def readable(record: dict[str, Any]) -> dict[str, Any]:
-    """A record as JSON can carry it: the body as an envelope (or text), a repair's edited body likewise."""
-    record = dict(record)
-    record.update(envelope_or_text(bytes(record.pop("body"))))
-    replays = []
-    for replayed in record.get("replays", []):
-        row = dict(replayed)
-        edited = row.pop("body", None)
-        if edited is not None:
-            row["edited"] = envelope_or_text(bytes(edited))
-        replays.append(row)
-    record["replays"] = replays
-    return record

@@ -9,16 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 from workers.cli.command import CommandError, Subparsers, runs
-from workers.cli.dlq.archive import archive_engine, masked, readable
+from workers.cli.dlq.archive import archive_engine, masked
 from workers.cli.dlq.arguments import actor_of, filters, read_status, selection
 from workers.cli.dlq.render import counts_text
-from workers.cli.output import dump_json, json_line, print_json
+from workers.cli.output import dump_json, print_json
 from workers.deadletters.decision import suggest
+from workers.deadletters.export import audit_export, export_line, readable
 from workers.observability.masking import mask, mask_text
 from workers.ownership import Owner
 from workers.ownership import load as load_ownership
 from workers.settings import Settings
-from workers.store.archive.actions import EXPORT, FINISHED, create_action, get_action, list_actions
+from workers.store.archive.actions import get_action, list_actions
 from workers.store.archive.parking import parked_list
 from workers.store.archive.records import dead_letter_groups, get_dead_letter, iter_dead_letters, list_dead_letters
 from workers.store.archive.replays import action_replays, outcome_counts
@@ -221,23 +222,21 @@ def dlq_export(args: argparse.Namespace, settings: Settings) -> int:
             stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
             try:
                 for record in iter_dead_letters(connection, where):
-                    line = json_line(masked(readable(record), args.unmask))
-                    stream.write(line + "\n")
+                    stream.write(export_line(record, unmask=args.unmask) + "\n")
                     count += 1
             finally:
                 if stream is not sys.stdout:
                     stream.close()
         if args.unmask:
             with engine.begin() as connection:
-                create_action(
+                audit_export(
                     connection,
-                    kind=EXPORT,
                     actor=actor_of(args),
                     reason=args.reason,
-                    selection=where.to_json(),
-                    options={"unmask": True, "output": args.output or "-"},
-                    status=FINISHED,
-                    counts={"exported": count},
+                    where=where,
+                    unmask=True,
+                    output=args.output or "-",
+                    count=count,
                 )
     print(f"exported {count} dead letter(s)" + (f" to {args.output}" if args.output else ""), file=sys.stderr)
     return 0

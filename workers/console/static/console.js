@@ -14,6 +14,19 @@ function addLocalTimes(root) {
   }
 }
 
+function showCounts(table, counts) {
+  const body = document.createElement("tbody");
+  for (const [name, value] of Object.entries(counts || {})) {
+    const row = body.insertRow();
+    const label = document.createElement("th");
+    label.scope = "row";
+    label.textContent = name;
+    row.append(label);
+    row.insertCell().textContent = String(value);
+  }
+  table.replaceChildren(body);
+}
+
 function followAction(progress) {
   const id = progress.dataset.action;
   const poll = async () => {
@@ -21,7 +34,7 @@ function followAction(progress) {
     if (!answer.ok) return;
     const state = await answer.json();
     document.getElementById("status").textContent = state.status;
-    document.getElementById("counts").textContent = JSON.stringify(state.counts);
+    showCounts(document.getElementById("counts"), state.counts);
     if (state.status === "running") {
       setTimeout(poll, 1000);
     } else {
