@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from workers.store.archive.review import Review
 from workers.store.tables import dead_letter_actions, dead_letter_events, dead_letters, deliveries
 
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -147,3 +148,20 @@ EXPECTED_FAILURES = [
 EXPECTED_RECOVERY = {"flow": "orders", "resolved": 3, "median_seconds": 7200.0, "worst_seconds": 21600.0, "worst_id": 2}
 EXPECTED_ACTORS = {"alice": {"repair": 1}, "bob": {"replay": 1}, "carol": {"pause": 1}}
 EXPECTED_UNDECIDED = {"c": 1, "e": 2}
+
+
+def assert_the_seeded_week(found: Review) -> None:
+    """The figures seed_week promises, on any database."""
+    assert [(f.flow, f.stage, f.fingerprint, f.count, f.refailed) for f in found.failures] == EXPECTED_FAILURES
+    assert [vars(r) for r in found.recoveries] == [EXPECTED_RECOVERY]
+    actors: dict[str, dict[str, int]] = {}
+    for row in found.interventions:
+        actors.setdefault(row["actor"], {}).setdefault(row["kind"], 0)
+        actors[row["actor"]][row["kind"]] += 1
+    assert actors == EXPECTED_ACTORS
+    assert [row["kind"] for row in found.interventions] == ["replay", "repair", "pause"], "oldest first"
+    erp = found.backlog["erp"]
+    assert (erp.pending, erp.overdue, erp.dead_lettered) == (1, 1, 1)
+    assert found.mismatches["erp"] == {"overdue": 1, "dead_lettered": 1}, "the discard before the window is not in it"
+    assert found.mismatches["channels"] == {}
+    assert {g["fingerprint"]: g["count"] for g in found.undecided} == EXPECTED_UNDECIDED

@@ -42,9 +42,10 @@ def _moment(value: datetime | None) -> str:
     return "-" if found is None else f"{found:%Y-%m-%d %H:%M} UTC"
 
 
-def _cell(value: Any) -> str:
-    """A table cell: masked, one line, no pipe to break the table."""
-    return mask_text(str(value if value not in (None, "") else "-")).replace("|", "/").replace("\n", " ")[:120]
+def _cell(value: Any, *, masked: bool = True) -> str:
+    """A table cell: one line, no pipe to break the table, masked unless it is our own configuration."""
+    text = str(value if value not in (None, "") else "-")
+    return (mask_text(text) if masked else text).replace("|", "/").replace("\n", " ")[:120]
 
 
 def as_json(review: Review, owners: Mapping[str, Owner], system_owners: Mapping[str, Owner]) -> dict[str, Any]:
@@ -195,7 +196,7 @@ def _undecided(review: Review, owners: Mapping[str, Owner]) -> list[str]:
             group["error_type"],
             group["count"],
             _moment(group["first_seen"]),
-            f"{owner.name} ({owner.contact})",
         )
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        owned = _cell(f"{owner.name} ({owner.contact})", masked=False)
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + f" | {owned} |")
     return [*lines, ""]

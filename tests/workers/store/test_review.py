@@ -6,14 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from tests.support.review_seed import (
-    DAY,
-    EXPECTED_ACTORS,
-    EXPECTED_FAILURES,
-    EXPECTED_RECOVERY,
-    EXPECTED_UNDECIDED,
-    seed_week,
-)
+from tests.support.review_seed import DAY, EXPECTED_UNDECIDED, assert_the_seeded_week, seed_week
 from workers.store.archive.review import Review, review
 
 OBJECTIVES = {"erp": timedelta(minutes=15), "channels": timedelta(minutes=5)}
@@ -22,23 +15,6 @@ OBJECTIVES = {"erp": timedelta(minutes=15), "channels": timedelta(minutes=5)}
 def reviewed(engine: Engine, now: datetime, since: datetime) -> Review:
     with engine.connect() as connection:
         return review(connection, since=since, until=now, objectives=OBJECTIVES)
-
-
-def assert_the_seeded_week(found: Review) -> None:
-    """Shared with the PostgreSQL test: the figures seed_week promises."""
-    assert [(f.flow, f.stage, f.fingerprint, f.count, f.refailed) for f in found.failures] == EXPECTED_FAILURES
-    assert [vars(r) for r in found.recoveries] == [EXPECTED_RECOVERY]
-    actors: dict[str, dict[str, int]] = {}
-    for row in found.interventions:
-        actors.setdefault(row["actor"], {}).setdefault(row["kind"], 0)
-        actors[row["actor"]][row["kind"]] += 1
-    assert actors == EXPECTED_ACTORS
-    assert [row["kind"] for row in found.interventions] == ["replay", "repair", "pause"], "oldest first"
-    erp = found.backlog["erp"]
-    assert (erp.pending, erp.overdue, erp.dead_lettered) == (1, 1, 1)
-    assert found.mismatches["erp"] == {"overdue": 1, "dead_lettered": 1}, "the discard before the window is not in it"
-    assert found.mismatches["channels"] == {}
-    assert {g["fingerprint"]: g["count"] for g in found.undecided} == EXPECTED_UNDECIDED
 
 
 def test_the_seeded_week_gives_its_figures(engine: Engine) -> None:
