@@ -113,7 +113,7 @@ def recoveries(connection: Connection, *, since: datetime, until: datetime) -> l
     ).all()
     durations: dict[str, list[tuple[float, int]]] = {}
     for flow, record_id, archived_at, closed_at in rows:
-        seconds = max(0.0, (aware(closed_at) - aware(archived_at)).total_seconds())  # type: ignore[operator]  # both set
+        seconds = max(0.0, (closed_at - archived_at).total_seconds())  # both naive (SQLite) or both aware
         durations.setdefault(str(flow), []).append((seconds, int(record_id)))
     found = []
     for flow, timed in durations.items():
