@@ -1,5 +1,5 @@
 """The `flowfleet` command line: demo, worker, exporter, topology, publish, contracts, dlq, downstream, reconcile,
-console, db."""
+report, console, db."""
 
 from __future__ import annotations
 
@@ -11,13 +11,26 @@ from collections.abc import Sequence
 import pika.exceptions
 from pydantic import ValidationError
 
-from workers.cli import console, contracts, db, demo, dlq, downstream, exporter, publish, reconcile, topology, worker
+from workers.cli import (
+    console,
+    contracts,
+    db,
+    demo,
+    dlq,
+    downstream,
+    exporter,
+    publish,
+    reconcile,
+    report,
+    topology,
+    worker,
+)
 from workers.cli.command import CommandError
 from workers.messaging import topology as topo
 from workers.settings import ConfigurationError, Settings, redact_url
 
 #: The command groups, in the order `flowfleet --help` lists them: each module's `register` adds its parsers.
-GROUPS = (demo, worker, topology, publish, contracts, dlq, downstream, reconcile, console, exporter, db)
+GROUPS = (demo, worker, topology, publish, contracts, dlq, downstream, reconcile, report, console, exporter, db)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -34,6 +34,7 @@ def test_every_command_names_the_handler_that_runs_it() -> None:
         "dlq",
         "downstream",
         "reconcile",
+        "report",
         "console",
         "exporter",
         "db",
