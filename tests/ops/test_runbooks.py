@@ -1,13 +1,17 @@
 """Runbooks cannot rot: fixed headings, every alert's runbook_url resolves, every `flowfleet` command in them works.
 
-Each `flowfleet …` line in a ```sh block must parse with the real CLI parser; the read-only ones run
-against a migrated SQLite archive with three dead letters and must succeed (a `dlq show` of an
-example id that is not there may say so, with the CLI's documented exit code 2); the dry runs of
-writes run too, as they promise to change nothing.
+Each `flowfleet …` line in a ```sh block must parse with the real CLI parser, naming each flag in full
+(argparse would accept a prefix); a `flowfleet …` in the prose may only name commands and flags the CLI
+has. The read-only ones run against a migrated SQLite archive with three dead letters and must succeed
+(a `dlq show` of an example id that is not there may say so, with the CLI's documented exit code 2);
+the dry runs of writes run too, as they promise to change nothing. Every runbook gives a "Recover, in
+order" block, and every console link in a runbook is a page the console serves.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import re
 import shlex
 import sqlite3
@@ -19,6 +23,7 @@ import pytest
 
 from tests.support.observability import ROOT, RUNBOOKS, alert_rules, runbook_target
 from workers.cli.main import main, parser
+from workers.console import actions, downstream, pages, replays
 
 HEADINGS = ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Escalation and owner"]
 #: Commands that only read (the archive, the contracts, the topology): they run against the test archive.
@@ -207,3 +212,120 @@ def test_every_read_only_runbook_command_runs_against_an_archive(
         assert code == 0, f"{command} exited {code}: {err}"
     if command.argv[:2] != ["dlq", "export"]:  # an export is audited: it records who took the data
         assert table_sizes(archive_url) == before, f"{command} changed the archive"
+
+
+def leaf(argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The (sub)parser the words of `argv` lead to, and the words of the command path that led there."""
+    current = parser()
+    path: list[str] = []
+    for word in argv:
+        choices = [
+            action.choices
+            for action in current._actions  # argparse keeps its subcommands only here
+            if isinstance(action, argparse._SubParsersAction)
+        ]
+        if not choices or word not in choices[0]:
+            break
+        current = choices[0][word]
+        path.append(word)
+    return current, path
+
+
+def unknown_flags(argv: list[str]) -> list[str]:
+    """The flags of `argv` that its command does not have under exactly that name."""
+    command, _ = leaf(argv)
+    known = {option for action in command._actions for option in action.option_strings}
+    flags = [word.split("=", 1)[0] for word in argv if re.fullmatch(r"--?[a-z][\w-]*(=.*)?", word)]
+    return [flag for flag in flags if flag not in known]
+
+
+def prose_commands() -> list[Command]:
+    """Every `flowfleet …` written inline (in backticks) in a runbook's prose."""
+    found: list[Command] = []
+    for path in runbooks():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for span in re.findall(r"`(flowfleet [^`]+)`", line):
+                found.append(Command(path, number, span.split()[1:]))
+    return found
+
+
+PROSE_COMMANDS = prose_commands()
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=str)
+def test_every_runbook_command_names_its_flags_in_full(command: Command) -> None:
+    assert unknown_flags(command.argv) == [], f"{command}: the CLI has no such flag"
+
+
+def test_a_misspelt_or_abbreviated_flag_or_command_is_caught() -> None:
+    assert unknown_flags(["dlq", "replay", "--group", "x", "--dry"]) == ["--dry"]
+    assert unknown_flags(["dlq", "list", "--since", "1h", "--parkd"]) == ["--parkd"]
+    assert leaf(["dlq", "retry", "--group", "x"])[1] == ["dlq"]
+
+
+def test_the_runbooks_prose_names_flowfleet_commands_too() -> None:
+    assert len(PROSE_COMMANDS) > 20
+
+
+@pytest.mark.parametrize("command", PROSE_COMMANDS, ids=str)
+def test_every_command_in_a_runbooks_prose_is_one_the_cli_has(command: Command) -> None:
+    words = [word for word in command.argv if re.fullmatch(r"[a-z][a-z-]*", word)]
+    _, path = leaf(words)
+    named = list(itertools.takewhile(lambda word: re.fullmatch(r"[a-z][a-z-]*", word), command.argv))
+
+    assert path == named[: len(path)] and len(path) >= 1, f"{command}: no such command"
+    if len(named) > len(path):
+        sub, _ = leaf(path)
+        assert not sub._subparsers, f"{command}: {path} has no subcommand {named[len(path)]}"
+    assert unknown_flags(command.argv) == [], f"{command}: the CLI has no such flag"
+
+
+def recovery_block(path: Path) -> list[str]:
+    """The `flowfleet` lines of the ```sh block after the runbook's "**Recover, in order**"."""
+    text = path.read_text(encoding="utf-8")
+    if "**Recover, in order" not in text:
+        return []
+    after = text[text.index("**Recover, in order") :]
+    block = after[after.index("```sh\n") + len("```sh\n") :]
+    return [line for line in block[: block.index("```")].splitlines() if line.startswith("flowfleet ")]
+
+
+@pytest.mark.parametrize("path", runbooks(), ids=lambda path: str(path.relative_to(RUNBOOKS)))
+def test_every_runbook_says_how_to_recover_in_a_few_commands_in_order(path: Path) -> None:
+    commands = recovery_block(path)
+
+    assert 1 <= len(commands) <= 6, f"{path.name}: a 'Recover, in order' block of 1 to 6 flowfleet commands"
+
+
+#: How a runbook links the console: the base set once as Prometheus's external label `console_url`.
+CONSOLE_LINK = re.compile(r"\{console_url\}(/[^\s`)\"']*)")
+#: What a link's placeholders stand for, to match it against the console's routes.
+PLACEHOLDERS = {"<fingerprint>": "3f2a9c1e0b7d4a65", "<id>": "42", "<system>": "erp", "<order_id>": "ORD-1"}
+CONSOLE_ROUTES = [*pages.ROUTES, *replays.ROUTES, *actions.ROUTES, *downstream.ROUTES]
+
+
+def console_links() -> list[tuple[Path, str]]:
+    return [(path, link) for path in runbooks() for link in CONSOLE_LINK.findall(path.read_text(encoding="utf-8"))]
+
+
+def test_the_alert_runbooks_link_the_console_in_their_diagnosis() -> None:
+    for path in sorted((RUNBOOKS / "alerts").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        diagnosis = text[text.index("## Diagnosis") : text.index("## Mitigation")]
+        assert CONSOLE_LINK.search(diagnosis), f"{path.name}: no console link in the diagnosis"
+
+
+@pytest.mark.parametrize("link", console_links(), ids=lambda link: f"{link[0].name}:{link[1]}")
+def test_every_console_link_in_a_runbook_is_a_page_the_console_serves(link: tuple[Path, str]) -> None:
+    path, target = link
+    for placeholder, value in PLACEHOLDERS.items():
+        target = target.replace(placeholder, value)
+    page = target.split("?", 1)[0]
+
+    served = [route for route in CONSOLE_ROUTES if route.path_regex.fullmatch(page) and "GET" in (route.methods or ())]
+    assert served, f"{path.name}: the console serves no page {page}"
+
+
+def test_a_console_link_to_a_page_that_does_not_exist_is_caught() -> None:
+    assert not [route for route in CONSOLE_ROUTES if route.path_regex.fullmatch("/group/3f2a9c1e0b7d4a65")]
+    assert [route for route in CONSOLE_ROUTES if route.path_regex.fullmatch("/records/42")]

@@ -1,8 +1,10 @@
 """The runbooks' "Recover, in order" commands recover their incident: each is seeded, then its commands run.
 
-The commands are read from the runbook itself (its ```sh block after "**Recover, in order**"), with the
-runbook's example fingerprint and id replaced by the seeded incident's, and run through the real CLI
-against the in-memory fleet; the test then asserts the end state the runbook promises.
+Four incidents: an ERP outage, an ERP refusal, a bad publisher release, and payments parked behind an
+order the ERP refused in its handler. The commands are read from the runbook itself (its ```sh block
+after "**Recover, in order**"), with the runbook's example fingerprint and id replaced by the seeded
+incident's, and run through the real CLI against the in-memory fleet; the test then asserts the end
+state the runbook promises.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.envelopes import envelope, order_v2
+from tests.support.faults import PortFaults
 from tests.support.fleet_run import Cli, FleetRun
 from workers.cli.dlq import replay as dlq_replay
-from workers.store.tables import payments
+from workers.store.tables import parked_events, payments
 
-RUNBOOKS = Path(__file__).resolve().parents[3] / "runbooks" / "alerts"
+RUNBOOKS = Path(__file__).resolve().parents[3] / "runbooks"
 EXAMPLE_FINGERPRINT, EXAMPLE_ID = "3f2a9c1e0b7d4a65", "42"
 
 
@@ -85,7 +88,7 @@ def test_the_outage_runbook_recovers_an_erp_outage_with_no_dead_letters(fleet: F
     fleet.erp.responder = lambda *_: 200  # the ERP is back; the relay's breaker may be open: wait past its cool-down
     fleet.relay.drain(timeout=10, quiet=fleet.settings.breaker_cooldown_seconds + 0.5)
 
-    run_all(cli, recovery("delivery-backlog-older-than-objective.md"))
+    run_all(cli, recovery("alerts/delivery-backlog-older-than-objective.md"))
 
     assert fleet.dead_letters() == [], "an outage makes no dead letters"
     assert exports(fleet) == {"order-export:ORD-1": 1, "order-export:ORD-2": 1}
@@ -100,7 +103,9 @@ def test_the_refusal_runbook_replays_the_refused_group_once_the_system_changed(
     assert refused["stage"] == "delivery"
     fleet.erp.responder = lambda *_: 200  # the ERP team fixed it
 
-    outputs = run_all(cli, recovery("deliveries-unconfirmed.md"), **{EXAMPLE_FINGERPRINT: refused["fingerprint"]})
+    outputs = run_all(
+        cli, recovery("alerts/deliveries-unconfirmed.md"), **{EXAMPLE_FINGERPRINT: refused["fingerprint"]}
+    )
     fleet.settle()
 
     assert "escalate" in outputs[0], "the group says: ask the ERP first"
@@ -119,7 +124,7 @@ def test_the_bad_publisher_runbook_recovers_resent_and_repaired_orders_and_their
     fleet.run(order("ORD-1"))  # the producer resent ORD-1 corrected; ORD-2 it cannot resend
     [left] = open_records(fleet)
 
-    outputs = run_all(cli, recovery("dead-letter-inflow.md"), **{EXAMPLE_ID: str(left["id"])})
+    outputs = run_all(cli, recovery("alerts/dead-letter-inflow.md"), **{EXAMPLE_ID: str(left["id"])})
     fleet.settle()
 
     assert "decision: repair" in outputs[0]
@@ -128,3 +133,33 @@ def test_the_bad_publisher_runbook_recovers_resent_and_repaired_orders_and_their
     with fleet.engine.connect() as connection:
         authorized = connection.execute(select(payments.c.authorized_minor)).scalars().all()
     assert authorized == [5000], "the parked authorization was released when its order was applied"
+
+
+def test_the_payments_runbook_releases_the_parked_payments_by_replaying_their_order(
+    fleet: FleetRun, cli: Cli, faults: PortFaults, into_the_fleet: None
+) -> None:
+    faults.responder = lambda *_: 400  # the ERP refuses the order inside its handler: not applied
+    fleet.run(order("ORD-1"))
+    money = {"payment_id": "P-1", "order_id": "ORD-1", "currency": "EUR"}
+    for contract, data in (
+        ("payment.authorized", {**money, "amount_minor": 5000}),
+        ("payment.captured", {**money, "capture_id": "C-1", "amount_minor": 3000}),
+        ("payment.captured", {**money, "capture_id": "C-2", "amount_minor": 2000}),
+    ):
+        fleet.publish(envelope(data, contract=contract, version=1), routing_key=contract)
+        fleet.settle()
+    [refused] = open_records(fleet)
+    assert refused["contract"] == "order.created", "the payments are parked, not dead-lettered"
+    faults.responder = None  # the ERP team fixed it
+
+    outputs = run_all(cli, recovery("payments.md"), **{EXAMPLE_FINGERPRINT: refused["fingerprint"]})
+    fleet.settle()
+
+    assert outputs[0].startswith("3 event(s) parked") and outputs[0].count("payment.") == 3, outputs[0]
+    assert outputs[4].startswith("0 event(s) parked"), "the order's replay released what waited on it"
+    with fleet.engine.connect() as connection:
+        booked = connection.execute(select(payments.c.authorized_minor, payments.c.captured_minor)).all()
+        released = connection.execute(select(parked_events.c.status)).scalars().all()
+    assert [tuple(row) for row in booked] == [(5000, 5000)], "authorization, then both captures, applied"
+    assert released == ["released"] * 3
+    assert open_records(fleet) == []
