@@ -33,23 +33,63 @@ def shortened(duration: str) -> str:
     return f"{value * {'s': 1, 'm': 1, 'h': 60}[unit] // (60 if unit == 's' else 1) or 1}s"
 
 
+def _minutes_as_seconds(expr: str) -> str:
+    """A fixed objective `vector(4 * 3600)` scaled like every window: its minutes become seconds."""
+
+    def scaled(match: re.Match[str]) -> str:
+        seconds = 1
+        for factor in match.group(1).split("*"):
+            seconds *= int(factor)
+        return f"vector({max(seconds // 60, 1)})"
+
+    return re.sub(r"vector\(([\d\s*]+)\)", scaled, expr)
+
+
+def _spelled(duration: str) -> str:
+    value, unit = int(duration[:-1]), {"s": "second", "m": "minute", "h": "hour"}[duration[-1]]
+    return f"{value} {unit}{'' if value == 1 else 's'}"
+
+
 def fast_rules(target: Path) -> Path:
-    """The shipped rules with every wait and window shortened (minutes to seconds), so they cannot drift."""
+    """The shipped rules with every wait, window and objective shortened (minutes to seconds), and the alert
+    text saying the shortened windows, derived by code so they cannot drift."""
     groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
     for group in groups:
         for rule in group["rules"]:
+            if "record" in rule:
+                rule["expr"] = _minutes_as_seconds(rule["expr"])
+                continue
+            durations = {rule[key]: shortened(rule[key]) for key in ("for", "keep_firing_for") if key in rule}
+            for window in re.findall(r"\[(\d+[smh])", rule["expr"]):
+                durations[window] = f"{max(int(shortened(window)[:-1]), 5)}s"  # a few scrapes in every range
             for key in ("for", "keep_firing_for"):
                 if key in rule:
-                    rule[key] = shortened(rule[key])
-            rule["expr"] = re.sub(
-                r"\[(\d+[smh])", lambda m: f"[{max(int(shortened(m.group(1))[:-1]), 5)}s", rule["expr"]
-            )
+                    rule[key] = durations[rule[key]]
+            for shipped, short in durations.items():
+                rule["expr"] = rule["expr"].replace(f"[{shipped}]", f"[{short}]")
+            for name in rule["annotations"]:
+                for shipped, short in durations.items():
+                    rule["annotations"][name] = rule["annotations"][name].replace(_spelled(shipped), _spelled(short))
     target.write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
     return target
 
 
-def _short_range(match: re.Match[str]) -> str:
-    return f"[{max(int(shortened(match.group(1))[:-1]), 5)}s"  # at least a few scrapes in every range
+def test_the_live_copy_shortens_windows_objectives_and_the_text_that_names_them(tmp_path: Path) -> None:
+    rules = {
+        rule.get("alert") or f"{rule['record']}{{flow={rule['labels']['flow']}}}": rule
+        for group in yaml.safe_load(fast_rules(tmp_path / "alerts.yml").read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+    }
+
+    inflow = rules["FlowfleetDeadLetterInflow"]
+    assert "[15s]" in inflow["expr"] and "15 seconds" in inflow["annotations"]["summary"]
+    assert "minutes" not in inflow["annotations"]["summary"] + inflow["annotations"]["description"]
+    assert rules["flowfleet:dead_letter_age_objective_seconds{flow=orders}"]["expr"] == "vector(240)"
+    assert rules["flowfleet:dead_letter_age_objective_seconds{flow=catalog}"]["expr"] == "vector(1440)"
+    lag = rules["FlowfleetEventLag"]
+    assert lag["for"] == "15s" and "For 15 seconds" in lag["annotations"]["description"]
+    assert "more than 5 minutes old" in lag["annotations"]["description"], "a level, not a window: kept"
+    assert rules["FlowfleetWorkerDown"]["for"] == "2s"
 
 
 class Webhook:
