@@ -169,7 +169,9 @@ def start_alertmanager(webhook: Webhook, tmp_path: Path, processes: list[subproc
     return port
 
 
-def start_prometheus(exporter_port: int, alertmanager_port: int, tmp_path: Path, processes: list[Any]) -> int:
+def start_prometheus(
+    exporter_port: int, alertmanager_port: int, tmp_path: Path, processes: list[Any], worker_port: int | None = None
+) -> int:
     config = {
         "global": {
             "scrape_interval": "1s",
@@ -182,6 +184,9 @@ def start_prometheus(exporter_port: int, alertmanager_port: int, tmp_path: Path,
             {"job_name": "flowfleet-exporter", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
         ],
     }
+    if worker_port is not None:
+        worker_job = {"job_name": "flowfleet-worker", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}
+        config["scrape_configs"].append(worker_job)
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     port = free_port()
@@ -236,6 +241,65 @@ def test_a_stopped_exporter_reaches_its_owner_with_an_absolute_runbook_link_and_
     wait_until(
         lambda: _from(webhook.alerts("FlowfleetExporterDown", "resolved"), "scrape"), timeout=60, what="resolved"
     )
+
+
+def test_bad_bodies_and_a_stopped_worker_reach_their_owner_and_resolve_and_one_worker_pages_once(
+    service_env: dict[str, str],
+    management_url: str,
+    worker: Any,
+    publish: Any,
+    webhook: Webhook,
+    processes: list[Any],
+    tmp_path: Path,
+) -> None:
+    exporter_port, worker_port = free_port(), free_port()
+    worker_env = {"FLOWFLEET_METRICS_PORT": str(worker_port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    running = worker(**worker_env)  # it migrates the database
+    env = {**service_env, "FLOWFLEET_METRICS_PORT": str(exporter_port), "FLOWFLEET_MANAGEMENT_URL": management_url}
+    with (tmp_path / "exporter.log").open("ab") as log:
+        processes.append(
+            subprocess.Popen([*flowfleet_command(), "exporter"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        )
+    wait_until(lambda: _answers(exporter_port), timeout=20, what="the exporter to serve")
+    alertmanager = start_alertmanager(webhook, tmp_path, processes)
+    prometheus = start_prometheus(exporter_port, alertmanager, tmp_path, processes, worker_port=worker_port)
+    wait_until(lambda: _query(prometheus, 'up{job="flowfleet-worker"} == 1'), timeout=30, what="the worker scraped")
+
+    # Bad bodies: more than the inflow level within the (shortened) window, so it fires, then resolves.
+    for _ in range(15):
+        publish(b"{not json")
+    inflow = wait_until(lambda: webhook.alerts("FlowfleetDeadLetterInflow", "firing"), timeout=60, what="inflow")
+    _assert_owned(inflow, "integration", "dead-letter-inflow")
+    assert inflow[0][1]["labels"]["flow"] == "orders"
+    assert "in 15 seconds" in inflow[0][1]["annotations"]["summary"], "the text says the rule's own window"
+    wait_until(lambda: webhook.alerts("FlowfleetDeadLetterInflow", "resolved"), timeout=60, what="inflow resolved")
+
+    # A stopped worker pages once: WorkerDown reaches its owner, NoConsumers fires but is inhibited.
+    running.stop(timeout=10)
+    down = wait_until(lambda: webhook.alerts("FlowfleetWorkerDown", "firing"), timeout=60, what="WorkerDown")
+    _assert_owned(down, "integration", "worker-down")
+    wait_until(lambda: _inhibited(alertmanager, "FlowfleetNoConsumers"), timeout=60, what="NoConsumers inhibited")
+    assert not webhook.alerts("FlowfleetNoConsumers", "firing"), "one worker's death pages once"
+
+    worker(**worker_env)
+    wait_until(lambda: webhook.alerts("FlowfleetWorkerDown", "resolved"), timeout=60, what="WorkerDown resolved")
+
+
+def _assert_owned(alerts: list[tuple[dict[str, Any], dict[str, Any]]], team: str, runbook: str) -> None:
+    for _, alert in alerts:
+        assert alert["labels"]["team"] == team, alert["labels"]
+        assert alert["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}/alerts/{runbook}.md#meaning"
+
+
+def _inhibited(alertmanager_port: int, name: str) -> bool:
+    """Whether Alertmanager holds the alert and suppresses it by an inhibition."""
+    query = urllib.parse.urlencode({"filter": f'alertname="{name}"'})
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{alertmanager_port}/api/v2/alerts?{query}", timeout=5) as answer:
+            alerts: list[dict[str, Any]] = json.loads(answer.read())
+    except OSError:
+        return False
+    return bool(alerts) and all(alert["status"]["inhibitedBy"] for alert in alerts)
 
 
 def _answers(port: int) -> bool:
