@@ -172,7 +172,7 @@ def start_alertmanager(webhook: Webhook, tmp_path: Path, processes: list[subproc
 def start_prometheus(
     exporter_port: int, alertmanager_port: int, tmp_path: Path, processes: list[Any], worker_port: int | None = None
 ) -> int:
-    config = {
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": "1s",
             "evaluation_interval": "1s",
