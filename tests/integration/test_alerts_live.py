@@ -20,6 +20,7 @@ import yaml
 
 from tests.support.integration import Metrics, flowfleet_command, free_port, wait_until
 from tests.support.observability import ALERTS, ROOT, debian_tool
+from workers.demo.day import order_v2
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +34,14 @@ def shortened(duration: str) -> str:
     return f"{value * {'s': 1, 'm': 1, 'h': 60}[unit] // (60 if unit == 's' else 1) or 1}s"
 
 
-def _minutes_as_seconds(expr: str) -> str:
-    """A fixed objective `vector(4 * 3600)` scaled like every window: its minutes become seconds."""
+def _hours_as_seconds(expr: str) -> str:
+    """A fixed objective `vector(4 * 3600)`, in hours, scaled so that its hours become seconds (4 s)."""
 
     def scaled(match: re.Match[str]) -> str:
         seconds = 1
         for factor in match.group(1).split("*"):
             seconds *= int(factor)
-        return f"vector({max(seconds // 60, 1)})"
+        return f"vector({max(seconds // 3600, 1)})"
 
     return re.sub(r"vector\(([\d\s*]+)\)", scaled, expr)
 
@@ -51,13 +52,13 @@ def _spelled(duration: str) -> str:
 
 
 def fast_rules(target: Path) -> Path:
-    """The shipped rules with every wait, window and objective shortened (minutes to seconds), and the alert
-    text saying the shortened windows, derived by code so they cannot drift."""
+    """The shipped rules with every wait and window shortened (minutes to seconds), the dead-letter objectives
+    too (hours to seconds), and the alert text saying the shortened windows: derived, so they cannot drift."""
     groups = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
     for group in groups:
         for rule in group["rules"]:
             if "record" in rule:
-                rule["expr"] = _minutes_as_seconds(rule["expr"])
+                rule["expr"] = _hours_as_seconds(rule["expr"])
                 continue
             durations = {rule[key]: shortened(rule[key]) for key in ("for", "keep_firing_for") if key in rule}
             for window in re.findall(r"\[(\d+[smh])", rule["expr"]):
@@ -84,8 +85,8 @@ def test_the_live_copy_shortens_windows_objectives_and_the_text_that_names_them(
     inflow = rules["FlowfleetDeadLetterInflow"]
     assert "[15s]" in inflow["expr"] and "15 seconds" in inflow["annotations"]["summary"]
     assert "minutes" not in inflow["annotations"]["summary"] + inflow["annotations"]["description"]
-    assert rules["flowfleet:dead_letter_age_objective_seconds{flow=orders}"]["expr"] == "vector(240)"
-    assert rules["flowfleet:dead_letter_age_objective_seconds{flow=catalog}"]["expr"] == "vector(1440)"
+    assert rules["flowfleet:dead_letter_age_objective_seconds{flow=orders}"]["expr"] == "vector(4)"
+    assert rules["flowfleet:dead_letter_age_objective_seconds{flow=catalog}"]["expr"] == "vector(24)"
     lag = rules["FlowfleetEventLag"]
     assert lag["for"] == "15s" and "For 15 seconds" in lag["annotations"]["description"]
     assert "more than 5 minutes old" in lag["annotations"]["description"], "a level, not a window: kept"
@@ -243,36 +244,80 @@ def test_a_stopped_exporter_reaches_its_owner_with_an_absolute_runbook_link_and_
     )
 
 
-def test_bad_bodies_and_a_stopped_worker_reach_their_owner_and_resolve_and_one_worker_pages_once(
+def test_bad_bodies_an_erp_outage_a_stopped_exporter_and_a_stopped_worker_reach_their_owner_and_resolve(
     service_env: dict[str, str],
     management_url: str,
     worker: Any,
     publish: Any,
+    envelope: Any,
+    database: Any,
+    fake_erp: Any,
+    flowfleet: Any,
     webhook: Webhook,
     processes: list[Any],
     tmp_path: Path,
 ) -> None:
+    """One Prometheus and Alertmanager run for every incident, one after the other (about two minutes)."""
     exporter_port, worker_port = free_port(), free_port()
     worker_env = {"FLOWFLEET_METRICS_PORT": str(worker_port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     running = worker(**worker_env)  # it migrates the database
-    env = {**service_env, "FLOWFLEET_METRICS_PORT": str(exporter_port), "FLOWFLEET_MANAGEMENT_URL": management_url}
-    with (tmp_path / "exporter.log").open("ab") as log:
-        processes.append(
-            subprocess.Popen([*flowfleet_command(), "exporter"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        )
-    wait_until(lambda: _answers(exporter_port), timeout=20, what="the exporter to serve")
+    # The ERP's delivery objective is the operator's setting (not a rule): 5 s, so its backlog alert fires soon.
+    exporter_env = {"FLOWFLEET_METRICS_PORT": str(exporter_port), "FLOWFLEET_MANAGEMENT_URL": management_url}
+    exporter_env["FLOWFLEET_ERP_DELIVERY_OBJECTIVE_SECONDS"] = "5"
+
+    def start_exporter() -> subprocess.Popen[bytes]:
+        with (tmp_path / "exporter.log").open("ab") as log:
+            command = [*flowfleet_command(), "exporter"]
+            process = subprocess.Popen(command, env={**service_env, **exporter_env}, stdout=log, stderr=log)
+        processes.append(process)
+        wait_until(lambda: _answers(exporter_port), timeout=20, what="the exporter to serve")
+        return process
+
+    exporter = start_exporter()
     alertmanager = start_alertmanager(webhook, tmp_path, processes)
     prometheus = start_prometheus(exporter_port, alertmanager, tmp_path, processes, worker_port=worker_port)
     wait_until(lambda: _query(prometheus, 'up{job="flowfleet-worker"} == 1'), timeout=30, what="the worker scraped")
 
-    # Bad bodies: more than the inflow level within the (shortened) window, so it fires, then resolves.
+    # An ERP answering 503: the order is applied, its export waits in the outbox past the objective.
+    fake_erp.default = fake_erp.reply(503)
+    database.seed_stock("MUG-BLUE", "BER-1", 10)
+    publish(envelope(order_v2("ORD-LIVE-1", [("MUG-BLUE", 1)])))
+    # Bad bodies meanwhile: more than the inflow level within the (shortened) window; they stay open.
     for _ in range(15):
         publish(b"{not json")
+
     inflow = wait_until(lambda: webhook.alerts("FlowfleetDeadLetterInflow", "firing"), timeout=60, what="inflow")
     _assert_owned(inflow, "integration", "dead-letter-inflow")
     assert inflow[0][1]["labels"]["flow"] == "orders"
     assert "in 15 seconds" in inflow[0][1]["annotations"]["summary"], "the text says the rule's own window"
+    backlog = wait_until(
+        lambda: webhook.alerts("FlowfleetDeliveryBacklogOlderThanObjective", "firing"), timeout=60, what="backlog"
+    )
+    _assert_owned(backlog, "erp", "delivery-backlog-older-than-objective")
+    assert backlog[0][1]["labels"]["system"] == "erp"
+    old = wait_until(
+        lambda: webhook.alerts("FlowfleetDeadLetterOlderThanObjective", "firing"), timeout=60, what="old letters"
+    )
+    _assert_owned(old, "integration", "dead-letter-older-than-objective")
+
+    fake_erp.default = fake_erp.reply(200)  # the ERP is back: the relay sends the export
+    wait_until(
+        lambda: webhook.alerts("FlowfleetDeliveryBacklogOlderThanObjective", "resolved"), timeout=60, what="sent"
+    )
+    assert "ORD-LIVE-1" in " ".join(fake_erp.exports())
     wait_until(lambda: webhook.alerts("FlowfleetDeadLetterInflow", "resolved"), timeout=60, what="inflow resolved")
+
+    # A stopped exporter: the archive-based alert keeps firing until ExporterDown has said why it is blind.
+    exporter.terminate()
+    exporter.wait(timeout=10)
+    wait_until(
+        lambda: _from(webhook.alerts("FlowfleetExporterDown", "firing"), "scrape"), timeout=60, what="not scraped"
+    )
+    assert not webhook.alerts("FlowfleetDeadLetterOlderThanObjective", "resolved"), "no false all-clear"
+    start_exporter()
+    discarded = flowfleet("dlq", "discard", "--all", "--reason", "bad bodies from the live alert test")
+    assert discarded.returncode == 0, discarded.stdout + discarded.stderr
+    wait_until(lambda: webhook.alerts("FlowfleetDeadLetterOlderThanObjective", "resolved"), timeout=60, what="handled")
 
     # A stopped worker pages once: WorkerDown reaches its owner, NoConsumers fires but is inhibited.
     running.stop(timeout=10)
