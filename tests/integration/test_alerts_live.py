@@ -294,6 +294,7 @@ def test_bad_bodies_an_erp_outage_a_stopped_exporter_and_a_stopped_worker_reach_
         lambda: webhook.alerts("FlowfleetDeliveryBacklogOlderThanObjective", "firing"), timeout=60, what="backlog"
     )
     _assert_owned(backlog, "erp", "delivery-backlog-older-than-objective")
+    print(json.dumps(backlog[0][0], indent=2))  # the real notification, as the webhook received it
     assert backlog[0][1]["labels"]["system"] == "erp"
     old = wait_until(
         lambda: webhook.alerts("FlowfleetDeadLetterOlderThanObjective", "firing"), timeout=60, what="old letters"

@@ -278,8 +278,9 @@ def test_links_open_the_runbooks_and_the_console_from_base_urls_set_once() -> No
     links = [link["url"] for link in board["links"]]
     links += [link["url"] for panel in panels() for link in panel.get("links", [])]
 
-    assert any(url.startswith("${runbook_base}/") for url in board_links(board))
-    assert any(url.startswith("${console_base}/") for url in board_links(board))
+    board_links = [link["url"] for link in board["links"]]
+    assert any(url.startswith("${runbook_base}/") for url in board_links)
+    assert any(url.startswith("${console_base}/") for url in board_links)
     for url in links:
         used = set(re.findall(r"\$\{(\w+)\}", url))
         assert used and used <= set(variables), f"{url}: links are built from the base URL variables"
@@ -290,10 +291,6 @@ def test_links_open_the_runbooks_and_the_console_from_base_urls_set_once() -> No
     assert variables["runbook_base"]["query"] == prometheus["runbook_base_url"]
     assert variables["console_base"]["query"] == prometheus["console_url"]
     assert variables["runbook_base"]["type"] == variables["console_base"]["type"] == "textbox"
-
-
-def board_links(board: dict[str, Any]) -> list[str]:
-    return [link["url"] for link in board["links"]]
 
 
 def test_a_panel_claims_the_flow_variable_only_where_every_query_applies_it() -> None:
