@@ -5,7 +5,8 @@
 the outbox recorder for the ERP and channels, commit); a relay sends the deliveries to in-process fakes
 that answer after `--latency` seconds. It prints orders applied per second for one hot SKU and for as many
 SKUs as orders, their ratio, and the relay's deliveries per second. `--inline` instead calls the fakes
-inside the transaction, as the fleet did before the outbox, for comparison.
+inside the transaction, as the fleet did before the outbox, for comparison. `--profile` adds where each
+order's time went (bench.lock_profile): waiting for the stock rows' lock, holding it, and the commit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from bench.lock_profile import LockProfile
 from bench.services import Database, envelope, order_data, prepare_schema
 from contracts.envelope import decode_envelope
 from contracts.published import REGISTRY
@@ -45,7 +47,13 @@ class SlowDownstream(FakeDownstream):
 
 
 def apply_orders(
-    engine: Engine, bodies: list[bytes], threads: int, systems: Mapping[str, Downstream], inline: bool
+    engine: Engine,
+    bodies: list[bytes],
+    threads: int,
+    systems: Mapping[str, Downstream],
+    inline: bool,
+    *,
+    profile: LockProfile | None = None,
 ) -> float:
     """Apply every body on `threads` threads; return the seconds it took."""
     work: queue.Queue[bytes] = queue.Queue()
@@ -61,7 +69,8 @@ def apply_orders(
             envelope_ = decode_envelope(body)
             parsed = REGISTRY.parse(envelope_, flow=FLOW.name)
             cause = Cause(FLOW.name, envelope_.contract, envelope_.version, envelope_.message_id, parsed.dedup_key)
-            with engine.begin() as connection:
+            with engine.connect() as connection:
+                transaction = connection.begin()
                 claim(
                     connection,
                     flow=FLOW.name,
@@ -72,6 +81,10 @@ def apply_orders(
                 )
                 ports = systems if inline else {s: OutboxRecorder(connection, s, cause) for s in FLOW.systems}
                 FLOW.apply(parsed, connection, ports)
+                committing = time.perf_counter()
+                transaction.commit()
+                if profile is not None:
+                    profile.committed(committing, time.perf_counter())
 
     started = time.perf_counter()
     pool = [threading.Thread(target=run) for _ in range(threads)]
@@ -112,13 +125,16 @@ def scenario(label: str, skus: list[str], args: argparse.Namespace) -> dict[str,
         for system in systems.values():
             system.latency = args.latency
         bodies = [envelope(order_data(f"ORD-{label}-{n}", skus[n % len(skus)])) for n in range(args.orders)]
-        seconds = apply_orders(engine, bodies, args.threads, systems, args.inline)
+        profile = LockProfile(engine) if args.profile else None
+        seconds = apply_orders(engine, bodies, args.threads, systems, args.inline, profile=profile)
         result: dict[str, Any] = {
             "scenario": label,
             "orders": args.orders,
             "apply_seconds": round(seconds, 3),
             "orders_per_second": round(args.orders / seconds, 1),
         }
+        if profile is not None:
+            result["profile_ms_per_order"] = profile.summary(seconds)
         if not args.inline:
             took, by_status = send_all(engine, systems)
             sent = by_status.get("delivered", 0)
@@ -139,6 +155,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--inline", action="store_true", help="call downstream inside the transaction (before)")
+    parser.add_argument("--profile", action="store_true", help="time the lock wait, the lock hold and the commit")
     args = parser.parse_args()
     hot = scenario("hot", ["SKU-0"], args)
     spread = scenario("spread", [f"SKU-{n}" for n in range(args.orders)], args)

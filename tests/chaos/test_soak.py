@@ -798,7 +798,8 @@ class Chaos:
             time.sleep(self.rng.uniform(1, 3))
         finally:
             _run("rabbitmqctl", "-q", "start_app", timeout=120)
-        wait_until(rabbitmq_up, 120, "RabbitMQ after start_app")
+        # Each probe starts an Erlang VM (rabbitmq-diagnostics): on 2 loaded cores that alone can take 30 s.
+        wait_until(rabbitmq_up, 300, "RabbitMQ after start_app", every=2)
         self.note(f"rabbitmqctl start_app done; RabbitMQ down {time.monotonic() - stopped:.1f} s")
         # Quorum queues elect their leaders, then every flow gets its consumers back.
         wait_until(self._consumed, 90, "every flow queue to be consumed again", every=1)
