@@ -777,8 +777,11 @@ class Chaos:
         try:
             time.sleep(self.rng.uniform(4, 8))
         finally:
+            # The window ends when the resume starts: it commits before its process exits, and starting a
+            # CLI process on loaded cores takes seconds, in which the relays rightly send again.
+            resuming = time.monotonic()
             self._operate("resume", "erp", "--reason", "soak: maintenance over")
-        self.pauses.append((paused, time.monotonic()))
+        self.pauses.append((paused, resuming))
         self.counts["ERP pauses"] += 1
         self.note(f"flowfleet downstream resume erp after {time.monotonic() - paused:.1f} s")
 

@@ -6,7 +6,8 @@ A delivery that waited in the batch until less than a request's worth of its lea
 first, and skipped if another relay (or another thread of this one) took it over meanwhile: a delivery is
 never sent twice at once.
 It claims nothing for a paused system, nor while the system's breaker is open, except the one probe the
-fleet sends after the cool-down. It sleeps until a commit in this process recorded deliveries, or a sweep.
+fleet sends after the cool-down. It sleeps until a commit in this process recorded deliveries (which wakes
+one thread per system, workers.store.outbox.wakeup), or a sweep.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class Relay:
     def stop(self, timeout: float = 30.0) -> None:
         """Let in-flight requests finish, give unsent claims back, and wait for the threads."""
         self._stopping.set()
-        self.wakeup.notify()
+        self.wakeup.wake_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.1))
@@ -98,16 +99,18 @@ class Relay:
 
     def _loop(self, system: str, housekeeper: bool) -> None:
         while not self._stopping.is_set():
-            seen = self.wakeup.generation
+            seen = self.wakeup.generation(system)
             try:
                 worked = self.cycle(system)
+                if worked >= self.options.batch:
+                    self.wakeup.notify([system])  # a backlog: bring a sibling thread in
                 if housekeeper:
                     self._housekeeping()
             except Exception:  # the database is away: sweep again later, never die
                 logger.exception("delivery relay for %s: cycle failed; retrying in %.0f s", system, 1.0)
                 worked = 0
             if not worked:
-                self.wakeup.wait(self.options.sweep_seconds, seen)
+                self.wakeup.wait(system, self.options.sweep_seconds, seen)
 
     # -- one round ---------------------------------------------------------------------------------------
 
