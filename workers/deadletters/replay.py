@@ -16,7 +16,8 @@ Why it works this way:
   the action. The replayer never consumes anything: it reads outcomes before each send (to stop when
   a copy fails again with its original's fingerprint), after the canary, and at the end.
 - Pacing follows an absolute schedule, first send + n / rate, so a slow send does not push the rest
-  later and no stretch of the replay runs faster than the rate.
+  later; after a stall longer than one slot (a broker that held a publish) the schedule moves on, making
+  up one slot at most, so no second of the replay sends more than the rate and one.
 - The runner beats a heartbeat each second: `--resume` takes over an action only when it is stopped,
   interrupted, or silent (its process died), and resends an in-doubt message only if no outcome for
   it arrives within the wait; the dedup key keeps even that resend to one effect.
@@ -111,6 +112,8 @@ class _Run:
     first_send: float | None = None
     last_send: float | None = None
     slots: int = 0
+    #: Seconds the pacing schedule was moved on after stalls (never caught up in a burst).
+    schedule_shift: float = 0.0
     refused_in_a_row: int = 0
 
 
@@ -414,7 +417,12 @@ class Replayer:
         if not rate or run.first_send is None:
             self._tick()
             return
-        due = run.first_send + run.slots / rate
+        interval = 1 / rate
+        due = run.first_send + run.schedule_shift + run.slots * interval
+        late = self.clock() - due
+        if late > interval:  # a stall: the sends it held back are not caught up in a burst
+            run.schedule_shift += late - interval
+            due += late - interval
         while (left := due - self.clock()) > 0:
             self._pause(min(left, TICK_SECONDS))
 

@@ -358,6 +358,30 @@ def test_copies_are_sent_on_the_rates_schedule(fleet: FleetRun, erp_rules: Erp) 
     fleet.settle()
 
 
+def test_a_stalled_send_is_not_caught_up_in_a_burst(fleet: FleetRun, erp_rules: Erp) -> None:
+    """The broker stalls the third copy's publish for 1.5 s: the copies after it keep the rate's spacing
+    (at most one slot made up), instead of going out back to back until the schedule is met again."""
+    records = refused_orders(fleet, erp_rules, *(f"ORD-7{n}" for n in range(8)))
+    clock, times = FakeClock(), []
+    publisher = Publisher(fleet, settle=False)
+
+    def stall(_id: int) -> None:
+        times.append(clock.now)
+        if len(times) == 3:
+            clock.now += 1.5
+
+    publisher.before = stall
+    replayer(fleet, publisher, clock=clock, sleep=clock.sleep).start(
+        group_of(records), actor="a", reason="r", options=ReplayOptions(rate=5, wait=0)
+    )
+
+    after_stall = [round(b - a, 6) for a, b in itertools.pairwise(times[3:])]
+    assert len(times) == 8
+    assert all(gap >= 0.2 for gap in after_stall[1:]), after_stall
+    assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 6
+    fleet.settle()
+
+
 # -- interrupts, crashes, resumes ------------------------------------------------------------------
 
 
