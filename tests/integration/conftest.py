@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 
 from contracts.publishing import new_envelope
 from tests.support.integration import Metrics, flowfleet_command, free_port, wait_until
+from tests.support.vhosts import VhostAdmin
 from workers.demo.day import order_v2
 
 RABBIT_HOST = os.environ.get("FLOWFLEET_TEST_RABBIT_HOST", "127.0.0.1")
@@ -100,20 +101,20 @@ def services() -> None:
 # -- RabbitMQ ------------------------------------------------------------------------------------
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+MANAGEMENT_URL = os.environ.get("FLOWFLEET_TEST_MANAGEMENT_URL", f"http://guest:guest@{RABBIT_HOST}:15672")
+#: Test vhosts come and go through the management API (rabbitmqctl when it does not answer).
+VHOSTS = VhostAdmin(MANAGEMENT_URL)
 
 
 @pytest.fixture
 def vhost(services: None) -> Iterator[str]:
     """A fresh vhost for this test only; yields its AMQP URL."""
     name = f"flowfleet-it-{uuid.uuid4().hex[:10]}"
-    rabbitmqctl("add_vhost", name)
+    VHOSTS.add(name)
     try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
         yield f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{quote(name, safe='')}"
     finally:
-        rabbitmqctl("delete_vhost", name)
+        VHOSTS.delete(name)
 
 
 class Rabbit:
@@ -136,9 +137,6 @@ class Rabbit:
         with self.channel() as channel:
             ok = channel.queue_declare(queue, passive=True)
         return ok.method.message_count, ok.method.consumer_count
-
-
-MANAGEMENT_URL = os.environ.get("FLOWFLEET_TEST_MANAGEMENT_URL", f"http://guest:guest@{RABBIT_HOST}:15672")
 
 
 @pytest.fixture
