@@ -224,6 +224,85 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
     _run(spec, meter, fleet, plan.delivery_limits())
 
 
+class SharedCount(Meter):
+    """A child's meter in a several-process run: every handled message adds to a counter all children share."""
+
+    def __init__(self, counter: Any) -> None:
+        super().__init__(target=2**62)
+        self.counter = counter
+
+    def ready(self) -> None:
+        return None
+
+    def tick(self, latency_s: float | None = None) -> None:
+        with self.counter.get_lock():
+            self.counter.value += 1
+
+
+def _process_seconds(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a live process, from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+
+
+def fleet_processes(spec: dict[str, Any], meter: Meter) -> None:
+    """`processes` fleet workers of `threads` threads each on one queue (forked, as a supervisor would start
+    them), counted together; CPU is the children's, from /proc, from the first message handled to the last."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    counter = context.Value("q", 0)
+    children = [
+        context.Process(target=fleet, args=({**spec, "processes": 1}, SharedCount(counter)), daemon=True)
+        for _ in range(spec["processes"])
+    ]
+    for child in children:
+        child.start()
+    pids = [child.pid for child in children if child.pid is not None]
+    meter.ready()
+    deadline = time.monotonic() + spec["timeout"]
+    while counter.value == 0 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    started = (time.perf_counter(), sum(_process_seconds(pid) for pid in pids), counter.value)
+    while counter.value < meter.target and time.monotonic() < deadline:
+        time.sleep(0.002)
+    if counter.value < meter.target:
+        print(f"TIMEOUT after {counter.value} of {meter.target} messages", flush=True)
+        os._exit(3)
+    finished = (time.perf_counter(), sum(_process_seconds(pid) for pid in pids), counter.value)
+    window = finished[2] - started[2]
+    wall, cpu = finished[0] - started[0], finished[1] - started[1]
+    result: dict[str, Any] = {
+        "messages": meter.target,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "msgs_per_s": window / wall if wall > 0 else None,
+        "cpu_us_per_msg": cpu / window * 1e6 if window else None,
+        "rss_kib": sum(_process_rss_kib(pid) for pid in pids),
+        "rss_at": {},
+        "threads": spec["threads"],
+        "processes": len(pids),
+    }
+    if meter.dbname and meter.pg_cpu_start is not None:
+        from bench import services
+
+        pg_end = services.pg_backend_cpu_seconds(meter.dbname)
+        if pg_end is not None:
+            result["pg_cpu_s"] = pg_end - meter.pg_cpu_start
+            result["total_cpu_us_per_msg"] = (cpu + result["pg_cpu_s"]) / window * 1e6
+    report(result)
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout=10)
+
+
 def _counting_outcomes(spec: dict[str, Any], meter: Meter) -> Any:
     """Outcomes that tick the meter per applied message, or (dead-letter runs) per archived dead letter."""
     import workers.deadletters.drain
@@ -426,7 +505,10 @@ def main() -> None:
         dbname=spec.get("dbname"),
         warmup=spec.get("warmup", 0),
     )
-    KINDS[spec["kind"]](spec, meter)
+    if spec["kind"] == "fleet" and spec.get("processes", 1) > 1:
+        fleet_processes(spec, meter)
+    else:
+        KINDS[spec["kind"]](spec, meter)
 
 
 if __name__ == "__main__":

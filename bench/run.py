@@ -43,6 +43,8 @@ class Scenario:
     contract: str = "order.created"  # the routing key of what it is fed
     #: Messages per run when --messages is not given (the catalog's nightly repricing is 100,000).
     default_messages: int | None = None
+    #: Lines (distinct SKUs) per order of a valid `order.created`.
+    lines: int = 1
 
     @property
     def prefix(self) -> str:
@@ -79,6 +81,14 @@ SCENARIOS: dict[str, Scenario] = {
             dedup=False,
         ),
         Scenario("fleet-orders", "flowfleet orders flow, PostgreSQL (in-process ERP)", "fleet", "orders", db=True),
+        Scenario(
+            "fleet-orders-5lines",
+            "flowfleet orders flow, five lines per order, PostgreSQL (in-process ERP)",
+            "fleet",
+            "orders",
+            db=True,
+            lines=5,
+        ),
         Scenario(
             "dramatiq-minimal",
             "minimal Dramatiq actor: dedup row + one insert, PostgreSQL",
@@ -209,6 +219,7 @@ class Bench:
             "count": "archived" if scenario.invalid else "applied",
             "messages": messages,
             "threads": self.args.threads,
+            "processes": self.args.processes,
             "prefetch": self.args.prefetch,
             "timeout": self.args.timeout,
             "confirmed": scenario.name == "publish-confirmed",
@@ -239,10 +250,11 @@ class Bench:
         make = services.invalid_bodies if scenario.invalid else services.valid_bodies
         if scenario.contract == "price.changed":
             make = services.price_bodies
+        bodies = services.valid_bodies(count, tag, scenario.lines) if scenario.lines > 1 else make(count, tag)
         if scenario.kind == "celery":
-            services.publish_celery(self.vhost.url, scenario.queue, make(count, tag))
+            services.publish_celery(self.vhost.url, scenario.queue, bodies)
         else:
-            services.publish_confirmed(self.vhost.url, scenario.exchange, scenario.contract, make(count, tag))
+            services.publish_confirmed(self.vhost.url, scenario.exchange, scenario.contract, bodies)
 
     def backlog(self, scenario: Scenario, count: int, tag: str) -> None:
         """Exactly `count` ready messages in the scenario's queue (Celery's are published unconfirmed: top up)."""
@@ -370,6 +382,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rss-sizes", help="two message counts for RSS, e.g. 20000,200000 (default 5000,50000)")
     parser.add_argument("--big", action="store_true", help="RSS at 20,000 and 200,000 messages (the issue's sizes)")
     parser.add_argument("--threads", type=int, default=8, help="worker threads of the fleet processes (default 8)")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="fleet worker processes per fleet run, each of --threads (default 1)"
+    )
     parser.add_argument("--prefetch", type=int, default=100, help="prefetch of every consumer (default 100)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds one measured process may take")
     parser.add_argument(
@@ -411,6 +426,8 @@ def figure_command(args: argparse.Namespace, only: list[str]) -> str:
         parts += ["--rss-sizes", ",".join(str(s) for s in args.rss_sizes)]
     if args.threads != 8 or args.prefetch != 100:
         parts += ["--threads", str(args.threads), "--prefetch", str(args.prefetch)]
+    if args.processes != 1:
+        parts += ["--processes", str(args.processes)]
     return shlex.join(parts)
 
 

@@ -142,15 +142,19 @@ def pg_backend_cpu_seconds(dbname: str) -> float | None:
 # -- the wire format ------------------------------------------------------------------------------
 
 
-def order_data(order_id: str, sku: str, *, quantity: int = 1) -> dict[str, Any]:
-    """A valid `order.created` v2 payload with one line (README "Publishing events")."""
+def order_data(order_id: str, sku: str, *, quantity: int = 1, more_skus: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A valid `order.created` v2 payload with one line per SKU (README "Publishing events")."""
+    skus = (sku, *more_skus)
     return {
         "order_id": order_id,
         "channel": "storefront",
         "customer": {"customer_id": f"C-{order_id[-4:]}", "email": "bench@example.com", "name": "Bench Customer"},
         "currency": "EUR",
-        "lines": [{"line_id": "1", "sku": sku, "quantity": quantity, "unit_price_minor": 1999, "title": "Mug"}],
-        "total_minor": 1999 * quantity,
+        "lines": [
+            {"line_id": str(n), "sku": line_sku, "quantity": quantity, "unit_price_minor": 1999, "title": "Mug"}
+            for n, line_sku in enumerate(skus, start=1)
+        ],
+        "total_minor": 1999 * quantity * len(skus),
     }
 
 
@@ -172,10 +176,11 @@ def price_bodies(count: int, _tag: str) -> Iterator[bytes]:
         yield envelope(data, version=1, contract="price.changed")
 
 
-def valid_bodies(count: int, tag: str) -> Iterator[bytes]:
-    """`count` valid envelopes, each with its own order id (so none is a duplicate)."""
+def valid_bodies(count: int, tag: str, lines: int = 1) -> Iterator[bytes]:
+    """`count` valid envelopes, each with its own order id (so none is a duplicate) and `lines` distinct SKUs."""
     for n in range(count):
-        yield envelope(order_data(f"ORD-{tag}-{n}", f"SKU-{n % SKUS}"))
+        skus = [f"SKU-{(n * lines + i) % SKUS}" for i in range(lines)]
+        yield envelope(order_data(f"ORD-{tag}-{n}", skus[0], more_skus=tuple(skus[1:])))
 
 
 def invalid_bodies(count: int, tag: str) -> Iterator[bytes]:

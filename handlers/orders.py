@@ -7,7 +7,8 @@ Rules:
   flow allocates it when stock arrives.
 - Every order is exported to the ERP, backordered lines included, with an idempotency key derived
   from the order id, so retries and redeliveries never create a second ERP order.
-- A cancel releases every unshipped reservation, which serves backordered lines of other orders
+- A cancel locks its SKUs' stock at once (sorted, so two orders never wait for each other's rows) and
+  releases every unshipped reservation, which serves backordered lines of other orders
   (oldest first), and is sent to the ERP. An order with a shipped
   line cannot be cancelled (that is a return): a business rejection. A cancel for an order not
   seen yet is retried for a while, since it may have overtaken its `order.created`.
@@ -25,7 +26,7 @@ from handlers.availability import announce_availability
 from handlers.downstream import Downstream, segment
 from handlers.errors import PermanentError, TransientError
 from handlers.order_book import Line, Order, OrderBook
-from handlers.stock import AllocationChanged, StockBook, plan_reservations, release, reserve
+from handlers.stock import AllocationChanged, StockBook, plan_reservations, release_all, reserve_all
 
 
 def place_order(
@@ -73,8 +74,9 @@ def place_order(
     orders.add(order)
     erp.post("/orders", _erp_order(order), idempotency_key=f"order-export:{order.order_id}")
     stock.lock(skus)
-    for line in lines:
-        if reserve(stock, line.sku, line.quantity) != line.location:
+    reserved_at = reserve_all(stock, [(line.sku, line.quantity) for line in lines])
+    for line, location in zip(lines, reserved_at, strict=True):
+        if location != line.location:
             raise AllocationChanged(f"order {order.order_id}: stock of {line.sku} changed while it was planned")
     reserved = [line.sku for line in lines if line.status == "reserved"]
     announce_availability(channels, stock, reserved, cause=f"order.created:{order.order_id}")
@@ -95,10 +97,15 @@ def cancel_order(
         raise PermanentError(
             f"order {order.order_id} cannot be cancelled: lines {', '.join(shipped)} have shipped (use a return)"
         )
-    released = [(line.sku, line.location) for line in order.lines if line.status == "reserved" and line.location]
+    reservations = [
+        (line.sku, line.location, line.quantity)
+        for line in order.lines
+        if line.status == "reserved" and line.location is not None
+    ]
+    released = [(sku, location) for sku, location, _quantity in reservations]
+    stock.lock(sku for sku, _location in released)
+    release_all(stock, reservations)
     for line in order.lines:
-        if line.status == "reserved" and line.location is not None:
-            release(stock, line.sku, line.location, line.quantity)
         line.status, line.location = "cancelled", None
     order.status = "cancelled"
     orders.save(order)

@@ -54,11 +54,18 @@ class StockBook(Protocol):
         """The SKU's level at every location it is known at, in location order."""
         ...
 
-    def peek(self, sku: str) -> list[StockLevel]:
-        """The SKU's levels as last committed, in location order, without locking: for a plan checked under the lock."""
+    def peek(self, skus: Iterable[str]) -> dict[str, list[StockLevel]]:
+        """Each SKU's levels as last committed, in location order, without locking: for a plan checked under the lock.
+
+        One read for all of them; a SKU never stocked anywhere maps to an empty list.
+        """
         ...
 
     def save(self, level: StockLevel) -> None: ...
+
+    def save_all(self, levels: Iterable[StockLevel]) -> None:
+        """Save these levels (of rows this transaction locked) in one write."""
+        ...
 
     def lock(self, skus: Iterable[str]) -> None:
         """Lock every level of these SKUs at once, in one fixed order.
@@ -73,38 +80,57 @@ class AllocationChanged(TransientError):
     """Stock changed between the unlocked plan and the lock: the order must be placed again under the lock."""
 
 
-def reserve(stock: StockBook, sku: str, quantity: int) -> str | None:
-    """Reserve `quantity` at the first location (in location order) that has all of it available."""
-    level = _first_covering(stock.levels(sku), quantity)
-    if level is None:
-        return None
-    level.reserved += quantity
-    level.check()
-    stock.save(level)
-    return level.location
+def reserve_all(stock: StockBook, wanted: Sequence[tuple[str, int]]) -> list[str | None]:
+    """Reserve each (sku, quantity) in turn at the first location (in location order) that has all of it
+    available; return each one's location, None where none has. The SKUs must be locked (`StockBook.lock`):
+    their levels are read from the lock, and every changed level is written in one `save_all`.
+    """
+    levels = {sku: stock.levels(sku) for sku in dict.fromkeys(sku for sku, _ in wanted)}
+    chosen, changed = _allocate(levels, wanted)
+    for level in changed:
+        level.check()
+    if changed:
+        stock.save_all(changed)
+    return chosen
 
 
 def plan_reservations(stock: StockBook, wanted: Sequence[tuple[str, int]]) -> list[str | None]:
-    """Where `reserve` would put each (sku, quantity), in turn, judged from an unlocked read; nothing is saved."""
-    levels = {sku: stock.peek(sku) for sku, _ in wanted}
+    """Where `reserve_all` would put each (sku, quantity), judged from one unlocked read; nothing is saved."""
+    chosen, _changed = _allocate(stock.peek(sku for sku, _ in wanted), wanted)
+    return chosen
+
+
+def _allocate(
+    levels: dict[str, list[StockLevel]], wanted: Sequence[tuple[str, int]]
+) -> tuple[list[str | None], list[StockLevel]]:
+    """Reserve in `levels` (changed in place) line by line; the location of each line and the levels changed."""
     chosen: list[str | None] = []
+    changed: dict[tuple[str, str], StockLevel] = {}
     for sku, quantity in wanted:
-        level = _first_covering(levels[sku], quantity)
+        level = _first_covering(levels.get(sku, []), quantity)
         if level is not None:
             level.reserved += quantity
+            changed[(level.sku, level.location)] = level
         chosen.append(None if level is None else level.location)
-    return chosen
+    return chosen, list(changed.values())
 
 
 def _first_covering(levels: Iterable[StockLevel], quantity: int) -> StockLevel | None:
     return next((level for level in levels if level.available >= quantity), None)
 
 
-def release(stock: StockBook, sku: str, location: str, quantity: int) -> None:
-    """Give back a reservation (a cancelled line, or a line taken back to backorder)."""
-    level = stock.level(sku, location)
-    level.reserved -= min(quantity, level.reserved)
-    stock.save(level)
+def release_all(stock: StockBook, reservations: Iterable[tuple[str, str, int]]) -> None:
+    """Give back each (sku, location, quantity) reservation (a cancelled order's lines), in one `save_all`.
+
+    Lock the SKUs first (`StockBook.lock`), so the levels are read from the lock and in a fixed order.
+    """
+    levels: dict[tuple[str, str], StockLevel] = {}
+    for sku, location, quantity in reservations:
+        level = levels.get((sku, location)) or stock.level(sku, location)
+        level.reserved -= min(quantity, level.reserved)
+        levels[(sku, location)] = level
+    if levels:
+        stock.save_all(levels.values())
 
 
 def set_on_hand(level: StockLevel, on_hand: int) -> int:

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     delivery_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     worker_threads: int = Field(default=8, ge=1, le=256)
+    #: `flowfleet worker` processes under one parent (`--processes`); 1 runs the worker in the command's own process.
+    worker_processes: int = Field(default=1, ge=1, le=256)
     #: Unacked messages per consumer; RabbitMQ recommends 100-300 for throughput.
     prefetch: int = Field(default=100, ge=1, le=65535)
     #: A message redelivered this many times (its worker died each time) is dead-lettered by the broker.

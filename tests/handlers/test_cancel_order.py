@@ -234,3 +234,16 @@ def test_stock_a_cancel_frees_serves_the_oldest_backordered_line_before_any_new_
     assert shop.order("ORD-3").status == "backordered", "the one unit left does not cover ORD-3"
     assert shop.level("TEE", "berlin").reserved == 2
     assert shop.channels.posts[-1][1] == {"sku": "TEE", "available": 1}, "availability after the cancel"
+
+
+def test_a_cancel_locks_every_reserved_sku_at_once_sorted_and_gives_them_back_in_one_write() -> None:
+    shop = Shop({("TEE", "berlin"): 5, ("MUG", "berlin"): 2, ("LAMP", "hamburg"): 1})
+    shop.place(an_order(("TEE", 3), ("MUG", 2), ("LAMP", 1), ("TEE", 1)))
+    shop.stock.locked.clear()
+    shop.stock.saved_together.clear()
+
+    shop.cancel(a_cancel())
+
+    assert shop.stock.locked == [["LAMP", "MUG", "TEE"]]
+    assert shop.stock.saved_together == [[("LAMP", "hamburg"), ("MUG", "berlin"), ("TEE", "berlin")]]
+    assert shop.stock.reserved == {("TEE", "berlin"): 0, ("MUG", "berlin"): 0, ("LAMP", "hamburg"): 0}

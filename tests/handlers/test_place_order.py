@@ -238,8 +238,8 @@ class StaleStockBook(InMemoryStockBook):
         super().__init__(on_hand)
         self.seen = InMemoryStockBook(seen)
 
-    def peek(self, sku: str) -> list[StockLevel]:
-        return self.seen.levels(sku)
+    def peek(self, skus: Iterable[str]) -> dict[str, list[StockLevel]]:
+        return self.seen.peek(skus)
 
 
 def test_the_stock_is_locked_only_after_the_order_and_its_export_are_written() -> None:
@@ -284,3 +284,15 @@ def place_order_locked_first(
     book, erp = InMemoryOrderBook(), RecordingDownstream()
     placed = place_order(order, orders=book, stock=stock, erp=erp, channels=RecordingDownstream(), lock_first=True)
     return placed, book, erp
+
+
+def test_an_order_of_many_lines_reads_the_stock_once_locks_it_once_sorted_and_writes_it_once() -> None:
+    stock = InMemoryStockBook({("TEE", "berlin"): 5, ("MUG", "berlin"): 5, ("LAMP", "hamburg"): 1})
+
+    placed, _book, _erp = place(an_order(("TEE", 2), ("MUG", 1), ("LAMP", 1), ("TEE", 1)), stock)
+
+    assert stock.peeked == [["LAMP", "MUG", "TEE"]]
+    assert stock.locked == [["LAMP", "MUG", "TEE"]]
+    assert stock.saved_together == [[("LAMP", "hamburg"), ("MUG", "berlin"), ("TEE", "berlin")]]
+    assert stock.reserved == {("TEE", "berlin"): 3, ("MUG", "berlin"): 1, ("LAMP", "hamburg"): 1}
+    assert [line.status for line in placed.lines] == ["reserved"] * 4

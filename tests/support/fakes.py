@@ -32,6 +32,9 @@ class InMemoryStockBook:
             for (sku, location), quantity in (on_hand or {}).items()
         }
         self.locked: list[list[str]] = []
+        #: The SKUs of each `peek` and the (sku, location) of each `save_all`: one entry per read or write.
+        self.peeked: list[list[str]] = []
+        self.saved_together: list[list[tuple[str, str]]] = []
 
     def level(self, sku: str, location: str) -> StockLevel:
         return copy.copy(self.rows.get((sku, location)) or StockLevel(sku, location))
@@ -39,11 +42,18 @@ class InMemoryStockBook:
     def levels(self, sku: str) -> list[StockLevel]:
         return [copy.copy(level) for key, level in sorted(self.rows.items()) if key[0] == sku]
 
-    def peek(self, sku: str) -> list[StockLevel]:
-        return self.levels(sku)
+    def peek(self, skus: Iterable[str]) -> dict[str, list[StockLevel]]:
+        self.peeked.append(sorted(set(skus)))
+        return {sku: self.levels(sku) for sku in self.peeked[-1]}
 
     def save(self, level: StockLevel) -> None:
         self.rows[(level.sku, level.location)] = copy.copy(level)
+
+    def save_all(self, levels: Iterable[StockLevel]) -> None:
+        saved = list(levels)
+        self.saved_together.append(sorted((level.sku, level.location) for level in saved))
+        for level in saved:
+            self.save(level)
 
     def lock(self, skus: Iterable[str]) -> None:
         self.locked.append(sorted(set(skus)))

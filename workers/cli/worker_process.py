@@ -66,7 +66,10 @@ def _run_fleet(  # the switches of run_worker, once the metrics are served
 ) -> int:
     downstream = http_downstream(settings, chosen)
     broker_url = settings.broker_url.get_secret_value()
-    engine = make_engine(settings.database_url.get_secret_value())
+    # Every worker thread holds a connection through its message, each relay thread one per claim or
+    # settle, the drain and the relay's control reads one more: kept open, none is reconnected per use.
+    in_use = (threads or settings.worker_threads) + settings.relay_concurrency * len(downstream) + 2
+    engine = make_engine(settings.database_url.get_secret_value(), pool_size=in_use)
     migrate(engine)
     if relay_only:
         return _run_relay_only(settings, engine, downstream)

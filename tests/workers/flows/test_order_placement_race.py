@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 from sqlalchemy import Engine, func, select
 
@@ -26,15 +28,15 @@ def test_a_plan_from_a_stale_read_is_undone_and_the_order_placed_where_the_locke
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_peek = SqlStockBook.peek
-    peeks: list[str] = []
+    peeks: list[list[str]] = []
 
-    def stale_peek(self: SqlStockBook, sku: str) -> list[StockLevel]:
+    def stale_peek(self: SqlStockBook, skus: Iterable[str]) -> dict[str, list[StockLevel]]:
         # The first read is as if 25 units at BER-1 were still reserved by an order cancelled since.
-        levels = real_peek(self, sku)
-        for level in levels:
+        levels = real_peek(self, skus)
+        for level in levels["TEE-RED-M"]:
             if level.location == "BER-1" and not peeks:
                 level.reserved += 25
-        peeks.append(sku)
+        peeks.append(sorted(levels))
         return levels
 
     monkeypatch.setattr(SqlStockBook, "peek", stale_peek)

@@ -6,10 +6,19 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from handlers.order_book import Line, Order
 from workers.store.tables import order_lines, orders
+
+#: Built once (bound parameters only). The lines' UPDATE runs as one executemany for all the order's lines,
+#: which psycopg sends as one pipeline (one round trip).
+_ADD_ORDER = orders.insert()
+_ADD_LINES = order_lines.insert()
+_SAVE_ORDER = update(orders).where(orders.c.order_id == bindparam("key_order_id"))
+_SAVE_LINE = update(order_lines).where(
+    order_lines.c.order_id == bindparam("key_order_id"), order_lines.c.line_id == bindparam("key_line_id")
+)
 
 
 class SqlOrderBook:
@@ -23,29 +32,24 @@ class SqlOrderBook:
         return found[0] if found else None
 
     def add(self, order: Order) -> None:
-        self._connection.execute(
-            orders.insert().values(
-                order_id=order.order_id,
-                channel=order.channel,
-                customer_id=order.customer_id,
-                currency=order.currency,
-                total_minor=order.total_minor,
-                tax_exempt=int(order.tax_exempt),
-                status=order.status,
-                placed_at=datetime.now(UTC),
-            )
-        )
-        self._connection.execute(order_lines.insert(), [_line_row(order.order_id, line) for line in order.lines])
+        row = {
+            "order_id": order.order_id,
+            "channel": order.channel,
+            "customer_id": order.customer_id,
+            "currency": order.currency,
+            "total_minor": order.total_minor,
+            "tax_exempt": int(order.tax_exempt),
+            "status": order.status,
+            "placed_at": datetime.now(UTC),
+        }
+        self._connection.execute(_ADD_ORDER, row)
+        # One multi-row INSERT for every line (SQLAlchemy's insertmanyvalues on PostgreSQL).
+        self._connection.execute(_ADD_LINES, [_line_row(order.order_id, line) for line in order.lines])
 
     def save(self, order: Order) -> None:
-        self._connection.execute(update(orders).where(orders.c.order_id == order.order_id).values(status=order.status))
-        for line in order.lines:
-            row = _line_row(order.order_id, line)
-            self._connection.execute(
-                update(order_lines)
-                .where(order_lines.c.order_id == order.order_id, order_lines.c.line_id == line.line_id)
-                .values({k: v for k, v in row.items() if k not in ("order_id", "line_id")})
-            )
+        self._connection.execute(_SAVE_ORDER, {"key_order_id": order.order_id, "status": order.status})
+        if order.lines:
+            self._connection.execute(_SAVE_LINE, [_line_update(order.order_id, line) for line in order.lines])
 
     def backordered(self, sku: str) -> list[Order]:
         return self._with_line(sku, (order_lines.c.status == "backordered",), newest_first=False)
@@ -119,4 +123,14 @@ def _line_row(order_id: str, line: Line) -> dict[str, Any]:
         "shipped": line.shipped,
         "delivered": line.delivered,
         "return_requested": line.return_requested,
+    }
+
+
+def _line_update(order_id: str, line: Line) -> dict[str, Any]:
+    """A line's changeable columns, and its key under names of their own (the WHERE's, not the SET's)."""
+    row = _line_row(order_id, line)
+    return {
+        "key_order_id": row.pop("order_id"),
+        "key_line_id": row.pop("line_id"),
+        **row,
     }
