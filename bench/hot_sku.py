@@ -2,7 +2,8 @@
 
 `python -m bench.hot_sku [--orders 400] [--threads 8] [--latency 0.05]` on the local PostgreSQL. Each of
 `--threads` threads applies orders the way the pipeline does (dedup claim, the orders handler on SQL books,
-the outbox recorder for the ERP and channels, commit); a relay sends the deliveries to in-process fakes
+the outbox recorder for the ERP and channels, in the group commit the worker threads share, or with
+`--per-message` one transaction each, as before group commit); a relay sends the deliveries to in-process fakes
 that answer after `--latency` seconds. It prints orders applied per second for one hot SKU and for as many
 SKUs as orders, their ratio, and the relay's deliveries per second. `--inline` instead calls the fakes
 inside the transaction, as the fleet did before the outbox, for comparison.
@@ -18,15 +19,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from bench.services import Database, envelope, order_data, prepare_schema
 from contracts.envelope import decode_envelope
 from contracts.published import REGISTRY
+from contracts.registry import ParsedEvent
 from handlers.downstream import Downstream
 from workers.delivery.fake import FakeDownstream
 from workers.fleet import relay
 from workers.flows.orders import FLOW
+from workers.runtime.group_commit import GroupCommitter
 from workers.settings import Settings
 from workers.store.db import make_engine
 from workers.store.dedup import claim
@@ -45,9 +48,16 @@ class SlowDownstream(FakeDownstream):
 
 
 def apply_orders(
-    engine: Engine, bodies: list[bytes], threads: int, systems: Mapping[str, Downstream], inline: bool
+    engine: Engine,
+    bodies: list[bytes],
+    threads: int,
+    systems: Mapping[str, Downstream],
+    inline: bool,
+    *,
+    per_message: bool = False,
 ) -> float:
     """Apply every body on `threads` threads; return the seconds it took."""
+    committer = GroupCommitter(engine, max_group=threads)
     work: queue.Queue[bytes] = queue.Queue()
     for body in bodies:
         work.put(body)
@@ -61,7 +71,9 @@ def apply_orders(
             envelope_ = decode_envelope(body)
             parsed = REGISTRY.parse(envelope_, flow=FLOW.name)
             cause = Cause(FLOW.name, envelope_.contract, envelope_.version, envelope_.message_id, parsed.dedup_key)
-            with engine.begin() as connection:
+
+            def unit(connection: Connection, parsed: ParsedEvent = parsed, cause: Cause = cause) -> None:
+                envelope_ = parsed.envelope
                 claim(
                     connection,
                     flow=FLOW.name,
@@ -72,6 +84,12 @@ def apply_orders(
                 )
                 ports = systems if inline else {s: OutboxRecorder(connection, s, cause) for s in FLOW.systems}
                 FLOW.apply(parsed, connection, ports)
+
+            if per_message:
+                with engine.begin() as connection:
+                    unit(connection)
+            else:
+                committer.run(unit)
 
     started = time.perf_counter()
     pool = [threading.Thread(target=run) for _ in range(threads)]
@@ -112,7 +130,7 @@ def scenario(label: str, skus: list[str], args: argparse.Namespace) -> dict[str,
         for system in systems.values():
             system.latency = args.latency
         bodies = [envelope(order_data(f"ORD-{label}-{n}", skus[n % len(skus)])) for n in range(args.orders)]
-        seconds = apply_orders(engine, bodies, args.threads, systems, args.inline)
+        seconds = apply_orders(engine, bodies, args.threads, systems, args.inline, per_message=args.per_message)
         result: dict[str, Any] = {
             "scenario": label,
             "orders": args.orders,
@@ -139,11 +157,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--inline", action="store_true", help="call downstream inside the transaction (before)")
+    parser.add_argument("--per-message", action="store_true", help="one transaction per order (before group commit)")
     args = parser.parse_args()
     hot = scenario("hot", ["SKU-0"], args)
     spread = scenario("spread", [f"SKU-{n}" for n in range(args.orders)], args)
     ratio = hot["orders_per_second"] / spread["orders_per_second"]
-    print(json.dumps({"hot": hot, "spread": spread, "hot_vs_spread": round(ratio, 2), "inline": args.inline}, indent=2))
+    print(
+        json.dumps(
+            {
+                "hot": hot,
+                "spread": spread,
+                "hot_vs_spread": round(ratio, 2),
+                "inline": args.inline,
+                "per_message": args.per_message,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ connection fails, every unit of the group still waiting for its fate gets that e
 failure each unit retries on its own path). A unit's thread returns only after the commit returned,
 so a message is acked only once its effect is durable.
 
+A unit that waits for a row lock would stall every unit queued behind its group. On PostgreSQL a
+group's transaction therefore waits at most `lock_wait_ms` for any lock: a unit that waited longer
+(lock_not_available) is rolled back to its savepoint and, once the group committed, applied again in
+a transaction of its own on its own thread, where it waits as long as the lock is held, as it did
+before group commit. Deadlocks inside a savepoint roll back that unit only, a transient failure.
+
 A unit runs on whichever thread leads its group: it must take all it needs as arguments (not
 thread-local state such as Dramatiq's current message) and do its logging after it returned.
 """
@@ -34,11 +40,20 @@ from sqlalchemy import Connection, Engine
 
 T = TypeVar("T")
 
+#: How long a unit may wait for a lock inside a group before it is applied alone instead (PostgreSQL).
+LOCK_WAIT_MS = 50
+#: PostgreSQL's lock_not_available, raised when a statement waited longer than lock_timeout.
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _waited_too_long_for_a_lock(error: BaseException) -> bool:
+    return getattr(getattr(error, "orig", None), "sqlstate", None) == _LOCK_NOT_AVAILABLE
+
 
 class _Ticket(Generic[T]):
     """One submitted unit: its fate, and what its thread waits on (the fate, or its turn to lead)."""
 
-    __slots__ = ("error", "failed_alone", "lead", "ready", "result", "unit")
+    __slots__ = ("alone", "error", "failed_alone", "lead", "ready", "result", "unit")
 
     def __init__(self, unit: Callable[[Connection], T]) -> None:
         self.unit = unit
@@ -48,6 +63,8 @@ class _Ticket(Generic[T]):
         self.error: BaseException | None = None
         #: Set once the unit raised and its savepoint was rolled back: a later group error does not replace it.
         self.failed_alone = False
+        #: Set when it waited too long for a lock in its group: its thread applies it again on its own.
+        self.alone = False
 
     def outcome(self) -> T:
         if self.error is not None:
@@ -59,9 +76,12 @@ class _Ticket(Generic[T]):
 class GroupCommitter:
     """Applies submitted units in groups: one transaction and one commit per group, one savepoint per unit."""
 
-    def __init__(self, engine: Engine, *, max_group: int) -> None:
+    def __init__(self, engine: Engine, *, max_group: int, lock_wait_ms: int = LOCK_WAIT_MS) -> None:
         self.engine = engine
         self.max_group = max(1, max_group)
+        self._bounded_lock_wait = (
+            f"SET LOCAL lock_timeout = {int(lock_wait_ms)}" if engine.dialect.name == "postgresql" else None
+        )
         self._lock = threading.Lock()
         self._waiting: deque[_Ticket[object]] = deque()
         self._leading = False
@@ -83,6 +103,9 @@ class GroupCommitter:
             ticket.ready.wait()
         if ticket.lead:
             self._lead()
+        if ticket.alone:
+            with self.engine.begin() as connection:
+                return unit(connection)
         return ticket.outcome()
 
     def _lead(self) -> None:
@@ -106,14 +129,19 @@ class GroupCommitter:
     def _apply(self, group: list[_Ticket[object]]) -> None:
         try:
             with self.engine.connect() as connection, connection.begin():
+                if self._bounded_lock_wait is not None:
+                    connection.exec_driver_sql(self._bounded_lock_wait)
                 if len(group) == 1:
                     group[0].result = group[0].unit(connection)  # alone: its error rolls back the whole transaction
                 else:
                     for number, ticket in enumerate(group):
                         self._apply_after_savepoint(connection, f"unit_{number}", ticket)
         except BaseException as error:  # the group's failure is each waiting unit's failure
+            lone_wait = len(group) == 1 and _waited_too_long_for_a_lock(error)
             for ticket in group:
-                if not ticket.failed_alone:
+                if lone_wait:
+                    ticket.alone = True
+                elif not ticket.failed_alone:
                     ticket.result, ticket.error = None, error
 
     @staticmethod
@@ -123,4 +151,7 @@ class GroupCommitter:
             ticket.result = ticket.unit(connection)
         except BaseException as error:  # handed to the unit's own thread, re-raised there
             connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")  # if this fails, the group fails
-            ticket.error, ticket.failed_alone = error, True
+            if _waited_too_long_for_a_lock(error):
+                ticket.alone = ticket.failed_alone = True
+            else:
+                ticket.error, ticket.failed_alone = error, True
