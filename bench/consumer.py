@@ -131,12 +131,23 @@ def bare_pika(spec: dict[str, Any], meter: Meter) -> None:
 class NoDatabase:
     """Stands in for the engine when the pipeline runs without a database: `begin()` opens nothing."""
 
+    class _Dialect:
+        name = "none"
+
     class _Nothing:
-        def __enter__(self) -> None:
-            return None
+        def __enter__(self) -> NoDatabase._Nothing:
+            return self
 
         def __exit__(self, *_exc: object) -> None:
             return None
+
+        def begin(self) -> NoDatabase._Nothing:
+            return self
+
+        def exec_driver_sql(self, *_args: object) -> None:
+            return None
+
+    dialect = _Dialect()
 
     def begin(self) -> NoDatabase._Nothing:
         return self._Nothing()
@@ -146,6 +157,17 @@ class NoDatabase:
 
     def dispose(self) -> None:
         return None
+
+
+class PerMessageCommit:
+    """Stands in for the group committer: each unit in a transaction of its own, on its own thread."""
+
+    def __init__(self, engine: Any, **_options: Any) -> None:
+        self.engine = engine
+
+    def run(self, unit: Callable[[Any], Any]) -> Any:
+        with self.engine.begin() as connection:
+            return unit(connection)
 
 
 def _apply_for(handler: str) -> Callable[..., object]:
@@ -201,6 +223,10 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
     if not spec.get("dedup", True) or not spec.get("db"):
         # Dedup off: the claim is skipped (always "first"); the effect's transaction stays.
         workers.runtime.pipeline.claim = lambda *_args, **_kwargs: True  # type: ignore[attr-defined]
+    if not spec.get("group_commit", True):
+        import workers.fleet
+
+        workers.fleet.GroupCommitter = PerMessageCommit  # type: ignore[assignment,misc]  # the before, for comparison
     engine: Any = make_engine(spec["db"]) if spec.get("db") else NoDatabase()
     outcomes = _counting_outcomes(spec, meter)
     plan = topology(settings, (flow,))
