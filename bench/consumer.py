@@ -131,12 +131,23 @@ def bare_pika(spec: dict[str, Any], meter: Meter) -> None:
 class NoDatabase:
     """Stands in for the engine when the pipeline runs without a database: `begin()` opens nothing."""
 
+    class _Dialect:
+        name = "none"
+
     class _Nothing:
-        def __enter__(self) -> None:
-            return None
+        def __enter__(self) -> NoDatabase._Nothing:
+            return self
 
         def __exit__(self, *_exc: object) -> None:
             return None
+
+        def begin(self) -> NoDatabase._Nothing:
+            return self
+
+        def exec_driver_sql(self, *_args: object) -> None:
+            return None
+
+    dialect = _Dialect()
 
     def begin(self) -> NoDatabase._Nothing:
         return self._Nothing()
@@ -189,6 +200,7 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
         queue_prefix=spec["prefix"],
         exchange=spec["exchange"],
         worker_threads=spec["threads"],
+        group_commit=spec.get("group_commit", True),
         prefetch=spec["prefetch"],
     )
     handler = spec["handler"]

@@ -2,11 +2,13 @@
 
 `python -m bench.hot_sku [--orders 400] [--threads 8] [--latency 0.05]` on the local PostgreSQL. Each of
 `--threads` threads applies orders the way the pipeline does (dedup claim, the orders handler on SQL books,
-the outbox recorder for the ERP and channels, commit); a relay sends the deliveries to in-process fakes
+the outbox recorder for the ERP and channels, in the group commit the worker threads share, or with
+`--per-message` one transaction each, as before group commit); a relay sends the deliveries to in-process fakes
 that answer after `--latency` seconds. It prints orders applied per second for one hot SKU and for as many
 SKUs as orders, their ratio, and the relay's deliveries per second. `--inline` instead calls the fakes
-inside the transaction, as the fleet did before the outbox, for comparison. `--profile` adds where each
-order's time went (bench.lock_profile): waiting for the stock rows' lock, holding it, and the commit.
+inside the transaction, as the fleet did before the outbox, for comparison. `--profile` (with
+`--per-message`) adds where each order's time went (bench.lock_profile): waiting for the stock rows' lock,
+holding it, and the commit.
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from bench.lock_profile import LockProfile
 from bench.services import Database, envelope, order_data, prepare_schema
 from contracts.envelope import decode_envelope
 from contracts.published import REGISTRY
+from contracts.registry import ParsedEvent
 from handlers.downstream import Downstream
 from workers.delivery.fake import FakeDownstream
 from workers.fleet import relay
 from workers.flows.orders import FLOW
+from workers.runtime.group_commit import GroupCommitter
 from workers.settings import Settings
 from workers.store.db import make_engine
 from workers.store.dedup import claim
@@ -53,9 +57,11 @@ def apply_orders(
     systems: Mapping[str, Downstream],
     inline: bool,
     *,
+    per_message: bool = False,
     profile: LockProfile | None = None,
 ) -> float:
     """Apply every body on `threads` threads; return the seconds it took."""
+    committer = GroupCommitter(engine, max_group=threads)
     work: queue.Queue[bytes] = queue.Queue()
     for body in bodies:
         work.put(body)
@@ -69,8 +75,9 @@ def apply_orders(
             envelope_ = decode_envelope(body)
             parsed = REGISTRY.parse(envelope_, flow=FLOW.name)
             cause = Cause(FLOW.name, envelope_.contract, envelope_.version, envelope_.message_id, parsed.dedup_key)
-            with engine.connect() as connection:
-                transaction = connection.begin()
+
+            def unit(connection: Connection, parsed: ParsedEvent = parsed, cause: Cause = cause) -> None:
+                envelope_ = parsed.envelope
                 claim(
                     connection,
                     flow=FLOW.name,
@@ -81,10 +88,17 @@ def apply_orders(
                 )
                 ports = systems if inline else {s: OutboxRecorder(connection, s, cause) for s in FLOW.systems}
                 FLOW.apply(parsed, connection, ports)
-                committing = time.perf_counter()
-                transaction.commit()
-                if profile is not None:
-                    profile.committed(committing, time.perf_counter())
+
+            if per_message:
+                with engine.connect() as connection:
+                    transaction = connection.begin()
+                    unit(connection)
+                    committing = time.perf_counter()
+                    transaction.commit()
+                    if profile is not None:
+                        profile.committed(committing, time.perf_counter())
+            else:
+                committer.run(unit)
 
     started = time.perf_counter()
     pool = [threading.Thread(target=run) for _ in range(threads)]
@@ -125,8 +139,10 @@ def scenario(label: str, skus: list[str], args: argparse.Namespace) -> dict[str,
         for system in systems.values():
             system.latency = args.latency
         bodies = [envelope(order_data(f"ORD-{label}-{n}", skus[n % len(skus)])) for n in range(args.orders)]
-        profile = LockProfile(engine) if args.profile else None
-        seconds = apply_orders(engine, bodies, args.threads, systems, args.inline, profile=profile)
+        profile = LockProfile(engine) if args.profile and args.per_message else None
+        seconds = apply_orders(
+            engine, bodies, args.threads, systems, args.inline, per_message=args.per_message, profile=profile
+        )
         result: dict[str, Any] = {
             "scenario": label,
             "orders": args.orders,
@@ -155,12 +171,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--inline", action="store_true", help="call downstream inside the transaction (before)")
-    parser.add_argument("--profile", action="store_true", help="time the lock wait, the lock hold and the commit")
+    parser.add_argument("--per-message", action="store_true", help="one transaction per order (before group commit)")
+    parser.add_argument(
+        "--profile", action="store_true", help="with --per-message: time the lock wait, the lock hold and the commit"
+    )
     args = parser.parse_args()
     hot = scenario("hot", ["SKU-0"], args)
     spread = scenario("spread", [f"SKU-{n}" for n in range(args.orders)], args)
     ratio = hot["orders_per_second"] / spread["orders_per_second"]
-    print(json.dumps({"hot": hot, "spread": spread, "hot_vs_spread": round(ratio, 2), "inline": args.inline}, indent=2))
+    print(
+        json.dumps(
+            {
+                "hot": hot,
+                "spread": spread,
+                "hot_vs_spread": round(ratio, 2),
+                "inline": args.inline,
+                "per_message": args.per_message,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ class Scenario:
     handler: str | None = None
     db: bool = False
     dedup: bool = True
+    #: False: each message in a transaction of its own, as before group commit (workers.runtime.group_commit).
+    group_commit: bool = True
     invalid: bool = False  # publish bodies that fail the contract
     flow: str = "orders"  # the flow whose queue it consumes
     contract: str = "order.created"  # the routing key of what it is fed
@@ -80,6 +82,14 @@ SCENARIOS: dict[str, Scenario] = {
             db=True,
             dedup=False,
         ),
+        Scenario(
+            "fleet-pg-dedup-per-message",
+            "flowfleet, one-insert handler, PostgreSQL, dedup on, one transaction per message",
+            "fleet",
+            "insert",
+            db=True,
+            group_commit=False,
+        ),
         Scenario("fleet-orders", "flowfleet orders flow, PostgreSQL (in-process ERP)", "fleet", "orders", db=True),
         Scenario(
             "fleet-orders-5lines",
@@ -88,6 +98,14 @@ SCENARIOS: dict[str, Scenario] = {
             "orders",
             db=True,
             lines=5,
+        ),
+        Scenario(
+            "fleet-orders-per-message",
+            "flowfleet orders flow, PostgreSQL, one transaction per message",
+            "fleet",
+            "orders",
+            db=True,
+            group_commit=False,
         ),
         Scenario(
             "dramatiq-minimal",
@@ -127,6 +145,20 @@ COMPARISONS: tuple[tuple[str, str, str, float, str], ...] = (
     ("orders flow vs minimal dedup+insert actor", "fleet-orders", "dramatiq-minimal", 0.80, "total_cpu_us_per_msg"),
     ("confirmed vs unconfirmed publish", "publish-confirmed", "publish-unconfirmed", 0.50, "cpu_us_per_msg"),
     ("dead-lettering vs success path (PostgreSQL)", "fleet-deadletter", "fleet-pg-dedup", 0.50, "total_cpu_us_per_msg"),
+    (
+        "group commit vs one transaction per message (one insert)",
+        "fleet-pg-dedup",
+        "fleet-pg-dedup-per-message",
+        1.0,
+        "total_cpu_us_per_msg",
+    ),
+    (
+        "group commit vs one transaction per message (orders)",
+        "fleet-orders",
+        "fleet-orders-per-message",
+        1.0,
+        "total_cpu_us_per_msg",
+    ),
 )
 
 #: p99 targets at 1k msg/s: (latency config, scenario it runs, target in ms)
@@ -214,6 +246,7 @@ class Bench:
             "exchange": scenario.exchange,
             "handler": scenario.handler,
             "dedup": scenario.dedup,
+            "group_commit": scenario.group_commit,
             "db": database.url if database else None,
             "dbname": database.name if database else None,
             "count": "archived" if scenario.invalid else "applied",

@@ -26,6 +26,7 @@ from workers.observability.logs import MessageLog
 from workers.observability.metrics import Outcomes
 from workers.observability.sentry import SentryFailures
 from workers.runtime.failure_policy import FailurePolicy
+from workers.runtime.group_commit import GroupCommitter
 from workers.runtime.pipeline import FlowPipeline
 from workers.runtime.retrying import RetryBudget
 from workers.settings import ConfigurationError, Settings
@@ -115,7 +116,14 @@ def publisher_of(fleet: Fleet) -> Callable[[str, bytes, dict[str, Any]], None]:
 
 
 def register_actors(fleet: Fleet) -> None:
-    """Declare one actor per flow on the fleet's broker, each consuming its flow's queue."""
+    """Declare one actor per flow on the fleet's broker, each consuming its flow's queue.
+
+    With group commit on (FLOWFLEET_GROUP_COMMIT), the actors share one committer: messages that worker
+    threads apply at the same time commit together, at most one per thread in a group.
+    """
+    committer = (
+        GroupCommitter(fleet.engine, max_group=fleet.settings.worker_threads) if fleet.settings.group_commit else None
+    )
     for flow in fleet.flows:
         pipeline = FlowPipeline(
             flow,
@@ -125,6 +133,7 @@ def register_actors(fleet: Fleet) -> None:
             max_event_age=timedelta(seconds=fleet.settings.max_event_age_seconds),
             deliveries_recorded=fleet.wakeup.notify,
             publish_again=publisher_of(fleet),
+            committer=committer,
         )
         dramatiq.Actor(
             pipeline,

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     delivery_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     worker_threads: int = Field(default=8, ge=1, le=256)
+    #: Apply messages that worker threads hold at once in one transaction, a savepoint each
+    #: (workers.runtime.group_commit). Off by default: it saves commits but serialises a process's statements
+    #: on one connection, and on the bench machine that cost more wall time than the commits (bench/README.md).
+    group_commit: bool = False
     #: `flowfleet worker` processes under one parent (`--processes`); 1 runs the worker in the command's own process.
     worker_processes: int = Field(default=1, ge=1, le=256)
     #: Unacked messages per consumer; RabbitMQ recommends 100-300 for throughput.

@@ -6,6 +6,10 @@ event also resolves the open dead letters it supersedes (workers.store.archive.s
 
 The handler's downstream ports are outbox recorders bound to that same transaction: a request becomes a
 delivery row that commits with the effect, and the relay (workers.delivery) sends it after the commit.
+
+That transaction is shared with the messages other worker threads apply at the same time, one savepoint
+each (workers.runtime.group_commit): one commit for the group, each message's failure its own. The park
+check and the read of the parked events an applied event releases are part of the message's unit too.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from dramatiq.middleware import CurrentMessage
@@ -27,13 +33,36 @@ from workers.flows.flow import Flow
 from workers.messaging.ingress import decode_body
 from workers.messaging.replay_headers import ReplayMark
 from workers.observability.metrics import Outcomes, replays_total
+from workers.runtime.group_commit import GroupCommitter
 from workers.store.archive.outcomes import APPLIED, DUPLICATE, record_replay_outcome
-from workers.store.archive.parking import RELEASED, close, open_parent, park, releasable
+from workers.store.archive.parking import RELEASED, Parent, ParkedEvent, close, open_parent, park, releasable
 from workers.store.archive.superseded import close_superseded
 from workers.store.dedup import claim, was_applied
 from workers.store.outbox.recorder import Cause, OutboxRecorder
 
 logger = logging.getLogger("flowfleet.parking")
+
+
+@dataclass(frozen=True)
+class ParkedBehind:
+    """The message was parked (row `parked_id`) behind an open dead letter of a record it depends on."""
+
+    parked_id: int
+    parent: Parent
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a message's unit of work did: parked, or claimed (`first`: not a duplicate) and applied."""
+
+    first: bool = False
+    result: object = None
+    #: Whether a replayed copy's outcome was recorded.
+    replayed: bool = False
+    recorders: dict[str, OutboxRecorder] = field(default_factory=dict)
+    #: Parked events this one released: published again after the commit.
+    releasable: list[ParkedEvent] = field(default_factory=list)
+    parked: ParkedBehind | None = None
 
 
 class FlowPipeline:
@@ -49,8 +78,11 @@ class FlowPipeline:
         max_event_age: timedelta,
         deliveries_recorded: Callable[[], None] = lambda: None,
         publish_again: Callable[[str, bytes, dict[str, Any]], None] | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         self.flow = flow
+        #: Shared by the process's pipelines (workers.fleet) with group commit on; None: each message alone.
+        self.committer = committer
         self.publish_again = publish_again
         self.registry = registry
         self.engine = engine
@@ -89,96 +121,114 @@ class FlowPipeline:
                 f"event occurred {age.total_seconds() / 3600:.1f} h ago; the {self.flow.name} flow applies "
                 f"events up to {self.max_event_age.total_seconds() / 3600:.1f} h old"
             )
-        if replay is None and self._parked(parsed, delivery):
-            return
         started = time.perf_counter()
         try:
-            first, result, replayed, recorders = self._apply(parsed, replay)
+            unit = partial(self._apply, parsed=parsed, replay=replay, delivery=delivery)
+            applied = self.committer.run(unit) if self.committer is not None else self._alone(unit)
         except BaseException:
             self.outcomes.handled(self.flow.name, started, envelope.occurred_at)  # failures are timed too
             raise
-        if any(recorder.recorded for recorder in recorders.values()):
+        if applied.parked is not None:
+            self._log_parked(applied.parked)
+            return
+        if any(recorder.recorded for recorder in applied.recorders.values()):
             self.deliveries_recorded()
-        self._replayed(replayed, APPLIED if first else DUPLICATE)
-        self.outcomes.record(message.options, "processed" if first else "duplicate")
-        if first:
+        self._replayed(applied.replayed, APPLIED if applied.first else DUPLICATE)
+        self.outcomes.record(message.options, "processed" if applied.first else "duplicate")
+        if applied.first:
             self.outcomes.handled(self.flow.name, started, envelope.occurred_at)
-        if isinstance(result, Stale):
-            self.outcomes.stale(message.options, result.reason)
-        if first:
-            self._release_waiting_on(envelope.contract, parsed.dedup_key)
+        if isinstance(applied.result, Stale):
+            self.outcomes.stale(message.options, applied.result.reason)
+        if applied.releasable:
+            self._release(applied.releasable, envelope.contract, parsed.dedup_key)
+
+    def _alone(self, unit: Callable[[Connection], Applied]) -> Applied:
+        """The message's unit in a transaction of its own, on its own thread (group commit off)."""
+        with self.engine.begin() as connection:
+            return unit(connection)
 
     def _apply(
-        self, parsed: ParsedEvent, replay: ReplayMark | None
-    ) -> tuple[bool, object, bool, dict[str, OutboxRecorder]]:
-        """Claim the dedup key and apply the event in one transaction: whether it was the first, the handler's
-        result, whether a replay's outcome was recorded, and the outbox recorders it filled."""
+        self, connection: Connection, *, parsed: ParsedEvent, replay: ReplayMark | None, delivery: dict[str, Any]
+    ) -> Applied:
+        """The message's unit of work, in its group's transaction: park it behind an open dead letter it depends
+        on, or claim the dedup key and apply the event; then read what waited on it (released after the commit).
+
+        It may run on another worker thread (workers.runtime.group_commit): it logs nothing and reads no
+        thread-local state."""
         envelope = parsed.envelope
-        with self.engine.begin() as connection:
-            first = claim(
+        if replay is None:
+            parked = self._park_if_waiting(connection, parsed, delivery)
+            if parked is not None:
+                return Applied(parked=parked)
+        first = claim(
+            connection,
+            flow=self.flow.name,
+            contract=envelope.contract,
+            dedup_key=parsed.dedup_key,
+            message_id=envelope.message_id,
+            version=envelope.version,
+        )
+        recorders = self._recorders(connection, parsed)
+        result = self.flow.apply(parsed, connection, recorders) if first else None
+        if first:
+            close_superseded(
                 connection,
                 flow=self.flow.name,
                 contract=envelope.contract,
                 dedup_key=parsed.dedup_key,
                 message_id=envelope.message_id,
-                version=envelope.version,
             )
-            recorders = self._recorders(connection, parsed)
-            result = self.flow.apply(parsed, connection, recorders) if first else None
-            if first:
-                close_superseded(
-                    connection,
-                    flow=self.flow.name,
-                    contract=envelope.contract,
-                    dedup_key=parsed.dedup_key,
-                    message_id=envelope.message_id,
-                )
-            replayed = replay is not None and record_replay_outcome(connection, replay, APPLIED if first else DUPLICATE)
-        return first, result, replayed, recorders
+        replayed = replay is not None and record_replay_outcome(connection, replay, APPLIED if first else DUPLICATE)
+        waiting = (
+            releasable(connection, contract=envelope.contract, dedup_key=parsed.dedup_key)
+            if first and self.publish_again is not None
+            else []
+        )
+        return Applied(first=first, result=result, replayed=replayed, recorders=recorders, releasable=waiting)
 
-    def _parked(self, parsed: ParsedEvent, delivery: dict[str, Any]) -> bool:
+    def _park_if_waiting(
+        self, connection: Connection, parsed: ParsedEvent, delivery: dict[str, Any]
+    ) -> ParkedBehind | None:
         """Park the event behind an open dead letter it depends on, instead of spending its retries on it."""
         depends_on = self.registry.get(parsed.envelope.contract).depends_on
         if not depends_on or self.publish_again is None:
-            return False
-        with self.engine.begin() as connection:
-            parent = open_parent(connection, depends_on, parsed.business_keys)
-            if parent is None:
-                return False
-            parked_id = park(
-                connection,
-                parent,
-                flow=self.flow.name,
-                contract=parsed.envelope.contract,
-                message_id=parsed.envelope.message_id,
-                dedup_key=parsed.dedup_key,
-                business_keys=parsed.business_keys,
-                body=decode_body(delivery),
-                headers=delivery.get("headers") or {},
-            )
+            return None
+        parent = open_parent(connection, depends_on, parsed.business_keys)
+        if parent is None:
+            return None
+        parked_id = park(
+            connection,
+            parent,
+            flow=self.flow.name,
+            contract=parsed.envelope.contract,
+            message_id=parsed.envelope.message_id,
+            dedup_key=parsed.dedup_key,
+            business_keys=parsed.business_keys,
+            body=decode_body(delivery),
+            headers=delivery.get("headers") or {},
+        )
+        return ParkedBehind(parked_id, parent)
+
+    def _log_parked(self, parked: ParkedBehind) -> None:
+        parent = parked.parent
         logger.info(
             "parked #%d behind dead letter #%d (%s %s=%s)",
-            parked_id,
+            parked.parked_id,
             parent.id,
             parent.contract,
             parent.key,
             parent.value,
         )
-        return True
 
-    def _release_waiting_on(self, contract: str, dedup_key: str) -> None:
+    def _release(self, waiting: list[ParkedEvent], contract: str, dedup_key: str) -> None:
         """Publish again, in the order they were parked, the events that waited on records now applied."""
-        if self.publish_again is None:
-            return
-        with self.engine.connect() as connection:
-            waiting = releasable(connection, contract=contract, dedup_key=dedup_key)
+        assert self.publish_again is not None, "only read when there is a way to publish them"
         for event in waiting:
             headers = {k: v for k, v in event.headers.items() if not k.startswith("x-")}
             self.publish_again(event.contract, event.body, headers)
             with self.engine.begin() as connection:
                 close(connection, [event.id], RELEASED)
-        if waiting:
-            logger.info("released %d parked event(s) that waited on %s %s", len(waiting), contract, dedup_key)
+        logger.info("released %d parked event(s) that waited on %s %s", len(waiting), contract, dedup_key)
 
     def _recorders(self, connection: Connection, parsed: ParsedEvent) -> dict[str, OutboxRecorder]:
         """One outbox recorder per system the flow calls, bound to the dedup claim's transaction."""
