@@ -200,7 +200,7 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
         queue_prefix=spec["prefix"],
         exchange=spec["exchange"],
         worker_threads=spec["threads"],
-        group_commit=spec.get("group_commit", True),
+        group_commit=spec.get("group_commit", False),
         prefetch=spec["prefetch"],
     )
     handler = spec["handler"]

@@ -2,12 +2,12 @@
 
 `python -m bench.hot_sku [--orders 400] [--threads 8] [--latency 0.05]` on the local PostgreSQL. Each of
 `--threads` threads applies orders the way the pipeline does (dedup claim, the orders handler on SQL books,
-the outbox recorder for the ERP and channels, in the group commit the worker threads share, or with
-`--per-message` one transaction each, as before group commit); a relay sends the deliveries to in-process fakes
+the outbox recorder for the ERP and channels, one transaction each, or with `--group-commit` in the group
+commit the worker threads share, FLOWFLEET_GROUP_COMMIT); a relay sends the deliveries to in-process fakes
 that answer after `--latency` seconds. It prints orders applied per second for one hot SKU and for as many
 SKUs as orders, their ratio, and the relay's deliveries per second. `--inline` instead calls the fakes
-inside the transaction, as the fleet did before the outbox, for comparison. `--profile` (with
-`--per-message`) adds where each order's time went (bench.lock_profile): waiting for the stock rows' lock,
+inside the transaction, as the fleet did before the outbox, for comparison. `--profile` (without
+`--group-commit`) adds where each order's time went (bench.lock_profile): waiting for the stock rows' lock,
 holding it, and the commit.
 """
 
@@ -139,9 +139,10 @@ def scenario(label: str, skus: list[str], args: argparse.Namespace) -> dict[str,
         for system in systems.values():
             system.latency = args.latency
         bodies = [envelope(order_data(f"ORD-{label}-{n}", skus[n % len(skus)])) for n in range(args.orders)]
-        profile = LockProfile(engine) if args.profile and args.per_message else None
+        per_message = not args.group_commit
+        profile = LockProfile(engine) if args.profile and per_message else None
         seconds = apply_orders(
-            engine, bodies, args.threads, systems, args.inline, per_message=args.per_message, profile=profile
+            engine, bodies, args.threads, systems, args.inline, per_message=per_message, profile=profile
         )
         result: dict[str, Any] = {
             "scenario": label,
@@ -171,10 +172,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--inline", action="store_true", help="call downstream inside the transaction (before)")
-    parser.add_argument("--per-message", action="store_true", help="one transaction per order (before group commit)")
-    parser.add_argument(
-        "--profile", action="store_true", help="with --per-message: time the lock wait, the lock hold and the commit"
-    )
+    parser.add_argument("--group-commit", action="store_true", help="orders in the worker threads' group commit")
+    parser.add_argument("--profile", action="store_true", help="time the lock wait, the lock hold and the commit")
     args = parser.parse_args()
     hot = scenario("hot", ["SKU-0"], args)
     spread = scenario("spread", [f"SKU-{n}" for n in range(args.orders)], args)
@@ -186,7 +185,7 @@ def main() -> None:
                 "spread": spread,
                 "hot_vs_spread": round(ratio, 2),
                 "inline": args.inline,
-                "per_message": args.per_message,
+                "group_commit": args.group_commit,
             },
             indent=2,
         )

@@ -38,8 +38,8 @@ class Scenario:
     handler: str | None = None
     db: bool = False
     dedup: bool = True
-    #: False: each message in a transaction of its own, as before group commit (workers.runtime.group_commit).
-    group_commit: bool = True
+    #: True: FLOWFLEET_GROUP_COMMIT on (workers.runtime.group_commit); the product's default is off.
+    group_commit: bool = False
     invalid: bool = False  # publish bodies that fail the contract
     flow: str = "orders"  # the flow whose queue it consumes
     contract: str = "order.created"  # the routing key of what it is fed
@@ -83,12 +83,12 @@ SCENARIOS: dict[str, Scenario] = {
             dedup=False,
         ),
         Scenario(
-            "fleet-pg-dedup-per-message",
-            "flowfleet, one-insert handler, PostgreSQL, dedup on, one transaction per message",
+            "fleet-pg-dedup-group-commit",
+            "flowfleet, one-insert handler, PostgreSQL, dedup on, FLOWFLEET_GROUP_COMMIT on",
             "fleet",
             "insert",
             db=True,
-            group_commit=False,
+            group_commit=True,
         ),
         Scenario("fleet-orders", "flowfleet orders flow, PostgreSQL (in-process ERP)", "fleet", "orders", db=True),
         Scenario(
@@ -100,12 +100,12 @@ SCENARIOS: dict[str, Scenario] = {
             lines=5,
         ),
         Scenario(
-            "fleet-orders-per-message",
-            "flowfleet orders flow, PostgreSQL, one transaction per message",
+            "fleet-orders-group-commit",
+            "flowfleet orders flow, PostgreSQL, FLOWFLEET_GROUP_COMMIT on",
             "fleet",
             "orders",
             db=True,
-            group_commit=False,
+            group_commit=True,
         ),
         Scenario(
             "dramatiq-minimal",
@@ -147,15 +147,15 @@ COMPARISONS: tuple[tuple[str, str, str, float, str], ...] = (
     ("dead-lettering vs success path (PostgreSQL)", "fleet-deadletter", "fleet-pg-dedup", 0.50, "total_cpu_us_per_msg"),
     (
         "group commit vs one transaction per message (one insert)",
+        "fleet-pg-dedup-group-commit",
         "fleet-pg-dedup",
-        "fleet-pg-dedup-per-message",
         1.0,
         "total_cpu_us_per_msg",
     ),
     (
         "group commit vs one transaction per message (orders)",
+        "fleet-orders-group-commit",
         "fleet-orders",
-        "fleet-orders-per-message",
         1.0,
         "total_cpu_us_per_msg",
     ),
