@@ -67,20 +67,16 @@ class Meter:
                 self.finished = (time.perf_counter(), time.process_time())
                 self.done.set()
 
-    def result(self, **extra: Any) -> dict[str, Any]:
-        assert self.started is not None and self.finished is not None
-        window = self.target - 1
-        wall = self.finished[0] - self.started[0]
-        cpu = self.finished[1] - self.started[1]
+    def figures(self, *, window: int, wall: float, cpu: float, rss: int | None, rss_at: Any) -> dict[str, Any]:
+        """Throughput and CPU per message over `window` messages, with the PostgreSQL backends' CPU when measured."""
         result: dict[str, Any] = {
             "messages": self.target,
             "wall_s": wall,
             "cpu_s": cpu,
             "msgs_per_s": window / wall if wall > 0 else None,
             "cpu_us_per_msg": cpu / window * 1e6 if window else None,
-            "rss_kib": rss_kib(),
-            "rss_at": self.rss,
-            **extra,
+            "rss_kib": rss,
+            "rss_at": rss_at,
         }
         if self.dbname and self.pg_cpu_start is not None:
             from bench import services
@@ -89,6 +85,20 @@ class Meter:
             if pg_end is not None:
                 result["pg_cpu_s"] = pg_end - self.pg_cpu_start
                 result["total_cpu_us_per_msg"] = (cpu + result["pg_cpu_s"]) / window * 1e6
+        return result
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        assert self.started is not None and self.finished is not None
+        result = (
+            self.figures(
+                window=self.target - 1,
+                wall=self.finished[0] - self.started[0],
+                cpu=self.finished[1] - self.started[1],
+                rss=rss_kib(),
+                rss_at=self.rss,
+            )
+            | extra
+        )
         if self.latencies_ms:
             ordered = sorted(self.latencies_ms)
             result["latency_ms"] = {
@@ -213,6 +223,10 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
     if not spec.get("dedup", True) or not spec.get("db"):
         # Dedup off: the claim is skipped (always "first"); the effect's transaction stays.
         workers.runtime.pipeline.claim = lambda *_args, **_kwargs: True  # type: ignore[attr-defined]
+    if not spec.get("db"):
+        # No database: the archive's reads and writes in the message's transaction find nothing to do.
+        workers.runtime.pipeline.close_superseded = lambda *_args, **_kwargs: 0  # type: ignore[attr-defined]
+        workers.runtime.pipeline.releasable = lambda *_args, **_kwargs: []  # type: ignore[attr-defined]
     engine: Any = make_engine(spec["db"]) if spec.get("db") else NoDatabase()
     outcomes = _counting_outcomes(spec, meter)
     plan = topology(settings, (flow,))
@@ -288,26 +302,13 @@ def fleet_processes(spec: dict[str, Any], meter: Meter) -> None:
         print(f"TIMEOUT after {counter.value} of {meter.target} messages", flush=True)
         os._exit(3)
     finished = (time.perf_counter(), sum(_process_seconds(pid) for pid in pids), counter.value)
-    window = finished[2] - started[2]
-    wall, cpu = finished[0] - started[0], finished[1] - started[1]
-    result: dict[str, Any] = {
-        "messages": meter.target,
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "msgs_per_s": window / wall if wall > 0 else None,
-        "cpu_us_per_msg": cpu / window * 1e6 if window else None,
-        "rss_kib": sum(_process_rss_kib(pid) for pid in pids),
-        "rss_at": {},
-        "threads": spec["threads"],
-        "processes": len(pids),
-    }
-    if meter.dbname and meter.pg_cpu_start is not None:
-        from bench import services
-
-        pg_end = services.pg_backend_cpu_seconds(meter.dbname)
-        if pg_end is not None:
-            result["pg_cpu_s"] = pg_end - meter.pg_cpu_start
-            result["total_cpu_us_per_msg"] = (cpu + result["pg_cpu_s"]) / window * 1e6
+    result = meter.figures(
+        window=finished[2] - started[2],
+        wall=finished[0] - started[0],
+        cpu=finished[1] - started[1],
+        rss=sum(_process_rss_kib(pid) for pid in pids),
+        rss_at={},
+    ) | {"threads": spec["threads"], "processes": len(pids)}
     report(result)
     for child in children:
         child.terminate()

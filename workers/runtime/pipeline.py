@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -76,7 +76,7 @@ class FlowPipeline:
         engine: Engine,
         outcomes: Outcomes,
         max_event_age: timedelta,
-        deliveries_recorded: Callable[[], None] = lambda: None,
+        deliveries_recorded: Callable[[Iterable[str]], None] = lambda _systems: None,
         publish_again: Callable[[str, bytes, dict[str, Any]], None] | None = None,
         committer: GroupCommitter | None = None,
     ) -> None:
@@ -131,8 +131,9 @@ class FlowPipeline:
         if applied.parked is not None:
             self._log_parked(applied.parked)
             return
-        if any(recorder.recorded for recorder in applied.recorders.values()):
-            self.deliveries_recorded()
+        systems = [system for system, recorder in applied.recorders.items() if recorder.recorded]
+        if systems:
+            self.deliveries_recorded(systems)  # wakes a relay thread of each of these systems only
         self._replayed(applied.replayed, APPLIED if applied.first else DUPLICATE)
         self.outcomes.record(message.options, "processed" if applied.first else "duplicate")
         if applied.first:

@@ -336,3 +336,13 @@ def test_a_failing_message_is_timed_too_so_latency_and_lag_do_not_go_blank_durin
         "flowfleet_handler_seconds": 1,
         "flowfleet_event_lag_seconds": 1,
     }
+
+
+def test_an_applied_order_wakes_the_relay_of_the_systems_it_recorded_deliveries_for_only(fleet: FleetRun) -> None:
+    wakeup = fleet.fleet.wakeup
+    before = {system: wakeup.generation(system) for system in ("erp", "channels", "payments", "notify")}
+
+    fleet.run(envelope(order_v2("ORD-150", [("MUG-BLUE", 1)])))
+
+    nudged = {system for system, seen in before.items() if wakeup.generation(system) != seen}
+    assert nudged == {"erp", "channels"}, "the export and the availability; no payment or notification was recorded"
