@@ -338,14 +338,15 @@ def _counting_outcomes(spec: dict[str, Any], meter: Meter) -> Any:
                 meter.tick((datetime.now(UTC) - occurred_at).total_seconds() if spec.get("latency") else None)
 
     if count_archived:
-        original_store = workers.deadletters.drain.store
+        original_store_all = workers.deadletters.drain.store_all
 
-        def counting_store(*args: Any, **kwargs: Any) -> int | None:
-            stored = original_store(*args, **kwargs)
-            meter.tick()
+        def counting_store_all(*args: Any, **kwargs: Any) -> list[int | None]:
+            stored = original_store_all(*args, **kwargs)
+            for _ in stored:
+                meter.tick()
             return stored
 
-        workers.deadletters.drain.store = counting_store
+        workers.deadletters.drain.store_all = counting_store_all
     return CountingOutcomes()
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import NamedTuple
 
 import pika
 import pika.exceptions
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -31,36 +32,60 @@ PARKED_CHECK_SECONDS = 60.0
 DB_RETRY_SECONDS = 2.0
 
 
-def store(
-    engine: Engine,
-    flow: str,
-    queue: str,
-    headers: Mapping[str, object] | None,
-    body: bytes,
-    *,
-    delivery_limits: Mapping[str, int] | None = None,
-) -> int | None:
-    """Archive one dead letter in its own transaction; raise only if the database is unavailable.
+#: Dead letters archived in one transaction and acked with one `multiple` ack.
+BATCH = 50
 
-    A replayed copy that failed again is linked to its replay there; it is counted as `failed_again`.
+
+class DeadLetter(NamedTuple):
+    """One dead letter as the broker handed it over."""
+
+    flow: str
+    queue: str
+    headers: Mapping[str, object] | None
+    body: bytes
+
+
+def store_all(
+    engine: Engine, letters: Sequence[DeadLetter], *, delivery_limits: Mapping[str, int] | None = None
+) -> list[int | None]:
+    """Archive dead letters in one transaction, one savepoint each; raise only if the database is unavailable.
+
+    A record that cannot be stored as read rolls back to its savepoint alone and is archived raw, with the
+    reason. A replayed copy that failed again is linked to its replay there; it is counted as `failed_again`
+    once the transaction has committed.
     """
-    safe_headers = json_safe_headers(headers or {})
-    record = archive_record(flow, queue, safe_headers, body, delivery_limits)
+    ids: list[int | None] = []
+    failed_again: list[str] = []
+    with engine.begin() as connection:
+        for letter in letters:
+            new_id, linked = _archive_one(connection, letter, delivery_limits)
+            ids.append(new_id)
+            if linked:
+                failed_again.append(letter.flow)
+    for flow in failed_again:
+        replays_total.labels(flow, "failed_again").inc()
+    return ids
+
+
+def _archive_one(
+    connection: Connection, letter: DeadLetter, delivery_limits: Mapping[str, int] | None
+) -> tuple[int | None, bool]:
+    safe_headers = json_safe_headers(letter.headers or {})
+    record = archive_record(letter.flow, letter.queue, safe_headers, letter.body, delivery_limits)
     try:
-        with engine.begin() as connection:
+        with connection.begin_nested():
             new_id = archive(connection, record)
             linked = new_id is not None and record["replay_of"] is not None and is_linked_copy(connection, new_id)
+            return new_id, linked
     except DATABASE_UNAVAILABLE:
         raise
     except Exception as error:
         # Not the database's fault: this record cannot be stored as read. Keeping it out would block
         # every dead letter behind it in the queue, so it is kept as it came, with the reason.
-        logger.exception("dead letter from %s could not be archived as read; archiving it raw", queue)
-        with engine.begin() as connection:
-            return archive(connection, unreadable_record(flow, queue, safe_headers, body, error))
-    if linked:
-        replays_total.labels(flow, "failed_again").inc()
-    return new_id
+        logger.exception("dead letter from %s could not be archived as read; archiving it raw", letter.queue)
+        with connection.begin_nested():
+            raw = unreadable_record(letter.flow, letter.queue, safe_headers, letter.body, error)
+            return archive(connection, raw), False
 
 
 class ArchiveDrain(threading.Thread):
@@ -118,19 +143,26 @@ class ArchiveDrain(threading.Thread):
     def _drain_queue(self, channel: pika.adapters.blocking_connection.BlockingChannel, queue: str, flow: str) -> int:
         count = 0
         while not self._stopping.is_set():
-            method, properties, body = channel.basic_get(queue)
-            if method is None:
+            letters: list[DeadLetter] = []
+            last_tag = None
+            while len(letters) < BATCH:
+                method, properties, body = channel.basic_get(queue)
+                if method is None:
+                    break
+                letters.append(DeadLetter(flow, queue, properties.headers, body))
+                last_tag = method.delivery_tag
+            if last_tag is None:
                 return count
             try:
-                store(self.engine, flow, queue, properties.headers, body, delivery_limits=self.delivery_limits)
+                store_all(self.engine, letters, delivery_limits=self.delivery_limits)
             except Exception:
                 # The database is unavailable (or, after the raw fallback, refused even that): wait and retry.
-                logger.warning("archive unavailable; dead letter left in %s", queue, exc_info=True)
-                channel.basic_nack(method.delivery_tag, requeue=True)
+                logger.warning("archive unavailable; %d dead letter(s) left in %s", len(letters), queue, exc_info=True)
+                channel.basic_nack(last_tag, multiple=True, requeue=True)
                 self._stopping.wait(DB_RETRY_SECONDS)
                 return count
-            channel.basic_ack(method.delivery_tag)
-            count += 1
+            channel.basic_ack(last_tag, multiple=True)  # every earlier tag on this channel is in `letters`
+            count += len(letters)
         return count
 
     def _expire_parked(self) -> None:
@@ -153,8 +185,8 @@ def drain_memory(broker: MemoryBroker, engine: Engine, flows: Mapping[str, str])
     for queue, flow in flows.items():
         pending = broker.dead_letter_queues[queue]
         while pending:
-            body, headers = pending[0]
-            store(engine, flow, queue, headers, body)
-            pending.pop(0)
-            count += 1
+            batch = pending[:BATCH]
+            store_all(engine, [DeadLetter(flow, queue, headers, body) for body, headers in batch])
+            del pending[: len(batch)]
+            count += len(batch)
     return count
