@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -23,9 +24,11 @@ from typing import Any
 
 import pika
 
-from bench import report, services
+from bench import profile, report, services
 
 ROOT = Path(__file__).resolve().parent.parent
+#: py-spy (the `bench` extra) beside this interpreter, for --profile.
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 
 
 @dataclass(frozen=True)
@@ -175,12 +178,31 @@ EXTRAS = ("latency", "rss", "hot-sku")
 class Harness:
     """A bench.consumer subprocess; its stdout lines arrive on a queue, its stderr goes to a log file."""
 
-    def __init__(self, spec: dict[str, Any], log_dir: Path, label: str) -> None:
+    def __init__(self, spec: dict[str, Any], log_dir: Path, label: str, *, profile: bool = False) -> None:
         self.log_path = log_dir / f"{label}.log"
         self.lines: queue.Queue[str | None] = queue.Queue()
+        self.profiled = profile
+        command = [sys.executable, "-m", "bench.consumer", json.dumps(spec)]
+        if profile:
+            # Samples of the thread holding the GIL only (Python's CPU), forked workers included.
+            stacks = str(log_dir / f"{label}.stacks")
+            command = [
+                PY_SPY,
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--gil",
+                "--subprocesses",
+                "-o",
+                stacks,
+                "--",
+                *command,
+            ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.consumer", json.dumps(spec)],
+                command,
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
@@ -210,6 +232,10 @@ class Harness:
                 return line[len(prefix) :].strip()
 
     def stop(self) -> None:
+        if self.profiled:
+            # py-spy writes its stacks when the consumer ends on its own (it does after RESULT).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=60)
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -309,7 +335,7 @@ class Bench:
         spec = self.spec(scenario, messages)
         if scenario.kind != "publisher":
             self.backlog(scenario, messages, spec["tag"])
-        harness = Harness(spec, self.log_dir, f"{scenario.name}-round{round_}")
+        harness = Harness(spec, self.log_dir, f"{scenario.name}-round{round_}", profile=self.args.profile)
         try:
             result: dict[str, Any] = json.loads(harness.expect("RESULT", self.args.timeout + 60))
         finally:
@@ -420,6 +446,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--prefetch", type=int, default=100, help="prefetch of every consumer (default 100)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds one measured process may take")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record each throughput run with py-spy (logs/<run>.stacks) and add where its CPU went to results.md; "
+        "sampling costs CPU, so take figures from a run without it",
+    )
     parser.add_argument(
         "--only",
         help=f"comma-separated subset of: {', '.join([*SCENARIOS, *EXTRAS])}",
@@ -552,6 +584,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     (args.out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
     markdown = report.markdown(document)
+    if args.profile:
+        markdown += "\n## Where the CPU went (py-spy, `--profile`)\n\n" + "\n".join(
+            profile.markdown(stacks.stem, profile.summarize(stacks.read_text(errors="replace")))
+            for stacks in sorted(log_dir.glob("*.stacks"))
+        )
     (args.out / "results.md").write_text(markdown)
     print(markdown)
     progress(f"wrote {args.out / 'results.md'} and results.json")
