@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Select, Update, and_, bindparam, exists, select
+from sqlalchemy import BindParameter, Connection, Integer, Select, Update, and_, bindparam, exists, select
 from sqlalchemy.orm import aliased
 
 from workers.store.outbox.status import DEAD_LETTERED, PENDING
@@ -19,7 +19,7 @@ def _due() -> Select[Any]:
     """Due deliveries of `:system` at `:now`, oldest first, at most `:limit`: built once, bound per call."""
     d = deliveries.c
     older = aliased(deliveries)
-    now = bindparam("now")
+    now: BindParameter[datetime] = bindparam("now")
     return (
         select(deliveries)
         .where(
@@ -39,7 +39,7 @@ def _due() -> Select[Any]:
 def _lease() -> Update:
     """Lease the listed deliveries that are still pending and unleased at `:now`; return the ids it took."""
     d = deliveries.c
-    now = bindparam("now")
+    now: BindParameter[datetime] = bindparam("now")
     return (
         deliveries.update()
         .where(
