@@ -212,6 +212,7 @@ def fleet(spec: dict[str, Any], meter: Meter) -> None:
         worker_threads=spec["threads"],
         group_commit=spec.get("group_commit", False),
         prefetch=spec["prefetch"],
+        **({"group_commit_lanes": spec["group_commit_lanes"]} if spec.get("group_commit_lanes") else {}),
     )
     handler = spec["handler"]
     if handler == "orders":

@@ -58,10 +58,11 @@ def apply_orders(
     inline: bool,
     *,
     per_message: bool = False,
+    lanes: int = 1,
     profile: LockProfile | None = None,
 ) -> float:
     """Apply every body on `threads` threads; return the seconds it took."""
-    committer = GroupCommitter(engine, max_group=threads)
+    committer = GroupCommitter(engine, max_group=threads, lanes=lanes)
     work: queue.Queue[bytes] = queue.Queue()
     for body in bodies:
         work.put(body)
@@ -142,7 +143,14 @@ def scenario(label: str, skus: list[str], args: argparse.Namespace) -> dict[str,
         per_message = not args.group_commit
         profile = LockProfile(engine) if args.profile and per_message else None
         seconds = apply_orders(
-            engine, bodies, args.threads, systems, args.inline, per_message=per_message, profile=profile
+            engine,
+            bodies,
+            args.threads,
+            systems,
+            args.inline,
+            per_message=per_message,
+            lanes=args.lanes,
+            profile=profile,
         )
         result: dict[str, Any] = {
             "scenario": label,
@@ -173,6 +181,12 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--inline", action="store_true", help="call downstream inside the transaction (before)")
     parser.add_argument("--group-commit", action="store_true", help="orders in the worker threads' group commit")
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=Settings.model_fields["group_commit_lanes"].default,
+        help="groups in flight with --group-commit (default: the product's FLOWFLEET_GROUP_COMMIT_LANES)",
+    )
     parser.add_argument("--profile", action="store_true", help="time the lock wait, the lock hold and the commit")
     args = parser.parse_args()
     hot = scenario("hot", ["SKU-0"], args)
@@ -186,6 +200,7 @@ def main() -> None:
                 "hot_vs_spread": round(ratio, 2),
                 "inline": args.inline,
                 "group_commit": args.group_commit,
+                "lanes": args.lanes if args.group_commit else None,
             },
             indent=2,
         )

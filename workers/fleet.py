@@ -119,10 +119,14 @@ def register_actors(fleet: Fleet) -> None:
     """Declare one actor per flow on the fleet's broker, each consuming its flow's queue.
 
     With group commit on (FLOWFLEET_GROUP_COMMIT), the actors share one committer: messages that worker
-    threads apply at the same time commit together, at most one per thread in a group.
+    threads apply at the same time commit together, at most one per thread in a group, with up to
+    FLOWFLEET_GROUP_COMMIT_LANES groups in flight.
     """
+    settings = fleet.settings
     committer = (
-        GroupCommitter(fleet.engine, max_group=fleet.settings.worker_threads) if fleet.settings.group_commit else None
+        GroupCommitter(fleet.engine, max_group=settings.worker_threads, lanes=settings.group_commit_lanes)
+        if settings.group_commit
+        else None
     )
     for flow in fleet.flows:
         pipeline = FlowPipeline(

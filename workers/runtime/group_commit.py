@@ -6,10 +6,13 @@ process's GroupCommitter and blocks until that unit's fate is known. Whatever un
 is being applied form the next group, in the order they were submitted, up to `max_group`: an idle
 process adds no latency, a busy one commits once per group.
 
-Leader and followers, no committer thread of its own: the thread that finds no group in progress runs
-the group it heads; the others wait, and when a group ends the oldest waiting thread leads the next.
-A message is handed across threads at most once (to learn its fate), and a lone message runs on its
-own thread exactly as it did without group commit.
+Leaders and followers, no committer thread of its own: up to `lanes` groups are in flight at once,
+each on its own connection. A thread that finds a lane free leads a group headed by its own unit, with
+whatever units wait; the others wait, and when a group ends the oldest waiting thread leads the next in
+that lane. With one lane every statement of the process runs on one connection in turn; a second lane
+lets one group's round trips and commit overlap another's. A message is handed across threads at most
+once (to learn its fate), and a lone message runs on its own thread exactly as it did without group
+commit.
 
 Each unit of a group of several runs after its own SAVEPOINT. A unit that raises is rolled back to it
 (its effect, locks included, undone; the others kept) and its exception is re-raised in its own thread,
@@ -76,15 +79,17 @@ class _Ticket(Generic[T]):
 class GroupCommitter:
     """Applies submitted units in groups: one transaction and one commit per group, one savepoint per unit."""
 
-    def __init__(self, engine: Engine, *, max_group: int, lock_wait_ms: int = LOCK_WAIT_MS) -> None:
+    def __init__(self, engine: Engine, *, max_group: int, lanes: int = 1, lock_wait_ms: int = LOCK_WAIT_MS) -> None:
         self.engine = engine
         self.max_group = max(1, max_group)
+        self.lanes = max(1, lanes)
         self._bounded_lock_wait = (
             f"SET LOCAL lock_timeout = {int(lock_wait_ms)}" if engine.dialect.name == "postgresql" else None
         )
         self._lock = threading.Lock()
+        #: Followers, oldest first; a leader's own ticket is never in it.
         self._waiting: deque[_Ticket[object]] = deque()
-        self._leading = False
+        self._leaders = 0
 
     @property
     def queued(self) -> int:
@@ -96,29 +101,31 @@ class GroupCommitter:
         """Apply `unit` in the next group; return what it returned once that group committed, or raise its error."""
         ticket = _Ticket(unit)
         with self._lock:
-            self._waiting.append(ticket)  # type: ignore[arg-type]  # the queue holds tickets of any result type
-            ticket.lead = not self._leading
-            self._leading = True
+            ticket.lead = self._leaders < self.lanes
+            if ticket.lead:
+                self._leaders += 1
+            else:
+                self._waiting.append(ticket)  # type: ignore[arg-type]  # the queue holds tickets of any result type
         if not ticket.lead:
             ticket.ready.wait()
         if ticket.lead:
-            self._lead()
+            self._lead(ticket)  # type: ignore[arg-type]  # as above
         if ticket.alone:
             with self.engine.begin() as connection:
                 return unit(connection)
         return ticket.outcome()
 
-    def _lead(self) -> None:
-        """Run the group at the head of the queue (this thread's own ticket is its first), then pass the lead on."""
+    def _lead(self, head: _Ticket[object]) -> None:
+        """Run a group headed by this thread's own ticket, with the oldest waiting ones; then pass the lane on."""
         with self._lock:
-            group = [self._waiting.popleft() for _ in range(min(self.max_group, len(self._waiting)))]
+            group = [head, *(self._waiting.popleft() for _ in range(min(self.max_group - 1, len(self._waiting))))]
         try:
             self._apply(group)
         finally:
             with self._lock:
-                successor = self._waiting[0] if self._waiting else None
+                successor = self._waiting.popleft() if self._waiting else None
                 if successor is None:
-                    self._leading = False
+                    self._leaders -= 1
                 else:
                     successor.lead = True
             if successor is not None:

@@ -178,3 +178,33 @@ def test_a_lone_unit_that_fails_commits_nothing(engine: Engine, commits: list[in
     assert committer.run(insert("next")) == "next"
     assert effects(engine) == ["next"]
     assert len(commits) == 1
+
+
+def meet(barrier: threading.Barrier) -> Callable[[Connection], str]:
+    """A unit that returns only once the barrier's other party is inside a unit too (or breaks it after 2 s)."""
+
+    def unit(connection: Connection) -> str:
+        connection.execute(text("SELECT 1"))
+        barrier.wait(timeout=2)
+        return "met"
+
+    return unit
+
+
+@pytest.mark.parametrize(("lanes", "both_in_flight"), [(1, False), (2, True)])
+def test_with_two_lanes_a_second_group_runs_while_the_first_is_still_open(
+    engine: Engine, lanes: int, both_in_flight: bool
+) -> None:
+    committer = GroupCommitter(engine, max_group=8, lanes=lanes)
+    barrier = threading.Barrier(2)
+
+    threads = [Unit(committer, meet(barrier)), Unit(committer, meet(barrier))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    if both_in_flight:
+        assert [(t.error, t.result) for t in threads] == [(None, "met"), (None, "met")]
+    else:  # one lane: the second unit waits behind the first group, which waits for it in vain
+        assert any(isinstance(t.error, threading.BrokenBarrierError) for t in threads)
