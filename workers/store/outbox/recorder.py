@@ -8,12 +8,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam
 
 from handlers.errors import PermanentError
 from workers.store.outbox.keys import ordering_key, supersede_key
 from workers.store.outbox.status import PENDING, SUPERSEDED
 from workers.store.tables import deliveries
+
+#: Built once, bound per request (no statement construct and cache key per delivery).
+#: A newer latest-value request replaces the pending ones of its key that no live lease holds.
+SUPERSEDE = (
+    deliveries.update()
+    .where(
+        deliveries.c.supersede_key == bindparam("replaces"),
+        deliveries.c.status == PENDING,
+        deliveries.c.lease_owner.is_(None) | (deliveries.c.lease_expires_at < bindparam("now")),
+    )
+    .values(status=SUPERSEDED, finished_at=bindparam("now"))
+)
+RECORD = deliveries.insert()
 
 
 @dataclass(frozen=True)
@@ -42,36 +55,30 @@ class OutboxRecorder:
         now = datetime.now(UTC)
         replaces = supersede_key(self.system, path, body)
         if replaces is not None:
-            self.connection.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.supersede_key == replaces,
-                    deliveries.c.status == PENDING,
-                    deliveries.c.lease_owner.is_(None) | (deliveries.c.lease_expires_at < now),
-                )
-                .values(status=SUPERSEDED, finished_at=now)
-            )
+            self.connection.execute(SUPERSEDE, {"replaces": replaces, "now": now})
+        cause = self.cause
         self.connection.execute(
-            deliveries.insert().values(
-                system=self.system,
-                method="POST",
-                path=path,
-                body=body,
-                idempotency_key=idempotency_key,
-                ordering_key=ordering_key(self.system, path, body),
-                supersede_key=replaces,
-                flow=self.cause.flow,
-                contract=self.cause.contract,
-                version=self.cause.version,
-                message_id=self.cause.message_id,
-                dedup_key=self.cause.dedup_key,
-                business_keys=dict(self.cause.business_keys),
-                status=PENDING,
-                created_at=now,
-                next_attempt_at=now,
-                attempts=0,
-                throttles=0,
-            )
+            RECORD,
+            {
+                "system": self.system,
+                "method": "POST",
+                "path": path,
+                "body": body,
+                "idempotency_key": idempotency_key,
+                "ordering_key": ordering_key(self.system, path, body),
+                "supersede_key": replaces,
+                "flow": cause.flow,
+                "contract": cause.contract,
+                "version": cause.version,
+                "message_id": cause.message_id,
+                "dedup_key": cause.dedup_key,
+                "business_keys": dict(cause.business_keys),
+                "status": PENDING,
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+                "throttles": 0,
+            },
         )
         self.recorded += 1
 
