@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
 
 from workers.store.archive import status
 from workers.store.archive.audit import now
@@ -49,6 +49,24 @@ class ParkedEvent:
     parked_at: datetime
 
 
+#: Built once, bound per event (every applied event of a contract that depends on another asks).
+_OPEN_PARENT = (
+    select(dead_letters.c.id)
+    .join(dead_letter_keys, dead_letter_keys.c.dead_letter_id == dead_letters.c.id)
+    .where(
+        dead_letter_keys.c.name == bindparam("key"),
+        dead_letter_keys.c.value == bindparam("value"),
+        dead_letters.c.contract == bindparam("contract"),
+        dead_letters.c.status == status.OPEN,
+        dead_letters.c.stage != DELIVERY,  # that event was applied: only its request was refused
+    )
+    .order_by(dead_letters.c.id)
+    .limit(1)
+)
+#: Every applied event asks first whether anything is parked at all.
+_ANYTHING_PARKED = select(parked_events.c.id).where(parked_events.c.status == PARKED).limit(1)
+
+
 def open_parent(
     connection: Connection, depends_on: Mapping[str, str], business_keys: Mapping[str, str]
 ) -> Parent | None:
@@ -57,19 +75,7 @@ def open_parent(
         value = business_keys.get(key)
         if value is None:
             continue
-        found = connection.execute(
-            select(dead_letters.c.id)
-            .join(dead_letter_keys, dead_letter_keys.c.dead_letter_id == dead_letters.c.id)
-            .where(
-                dead_letter_keys.c.name == key,
-                dead_letter_keys.c.value == value,
-                dead_letters.c.contract == contract,
-                dead_letters.c.status == status.OPEN,
-                dead_letters.c.stage != DELIVERY,  # that event was applied: only its request was refused
-            )
-            .order_by(dead_letters.c.id)
-            .limit(1)
-        ).scalar()
+        found = connection.execute(_OPEN_PARENT, {"key": key, "value": value, "contract": contract}).scalar()
         if found is not None:
             return Parent(int(found), contract, key, value)
     return None
@@ -111,8 +117,7 @@ def releasable(connection: Connection, *, contract: str, dedup_key: str) -> list
 
     Every applied event asks, so the common answer (nothing is parked at all) is one indexed lookup.
     """
-    anything = select(parked_events.c.id).where(parked_events.c.status == PARKED).limit(1)
-    if connection.execute(anything).first() is None:
+    if connection.execute(_ANYTHING_PARKED).first() is None:
         return []
     parents = select(dead_letters.c.id).where(
         dead_letters.c.contract == contract,

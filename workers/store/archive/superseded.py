@@ -7,7 +7,7 @@ closes it in the transaction of the dedup claim, so the record is closed exactly
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from workers.store.archive import status
 from workers.store.archive.audit import WORKER_ACTOR, audit, now
@@ -17,19 +17,23 @@ from workers.store.tables import dead_letters
 SUPERSEDED = "superseded"
 
 
+#: Built once, bound per message: every applied event asks.
+_OPEN_OF_KEY = select(dead_letters.c.id).where(
+    dead_letters.c.status == status.OPEN,
+    dead_letters.c.flow == bindparam("flow"),
+    dead_letters.c.contract == bindparam("contract"),
+    dead_letters.c.dedup_key == bindparam("dedup_key"),
+    dead_letters.c.message_id != bindparam("message_id"),
+)
+
+
 def close_superseded(connection: Connection, *, flow: str, contract: str, dedup_key: str, message_id: str) -> list[int]:
     """Resolve the open dead letters of `contract` with `dedup_key` that another message (`message_id`) has
     just been applied for; return their ids. A record's own replayed copy is not another message."""
     ids = [
         int(row_id)
         for row_id in connection.execute(
-            select(dead_letters.c.id).where(
-                dead_letters.c.status == status.OPEN,
-                dead_letters.c.flow == flow,
-                dead_letters.c.contract == contract,
-                dead_letters.c.dedup_key == dedup_key,
-                dead_letters.c.message_id != message_id,
-            )
+            _OPEN_OF_KEY, {"flow": flow, "contract": contract, "dedup_key": dedup_key, "message_id": message_id}
         ).scalars()
     ]
     if not ids:
