@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from handlers.catalog import Price, Product
 from workers.store.tables import prices, products
 from workers.store.upsert import upsert_if_newer
+
+#: Built once, bound per event: the row a price or product change reads, locked.
+_PRICE = (
+    select(prices).where(prices.c.sku == bindparam("sku"), prices.c.currency == bindparam("currency")).with_for_update()
+)
+_PRODUCT = select(products).where(products.c.sku == bindparam("sku")).with_for_update()
 
 
 class SqlCatalog:
@@ -23,8 +29,7 @@ class SqlCatalog:
         self._connection = connection
 
     def price(self, sku: str, currency: str) -> Price | None:
-        query = select(prices).where(prices.c.sku == sku, prices.c.currency == currency).with_for_update()
-        row = self._connection.execute(query).mappings().first()
+        row = self._connection.execute(_PRICE, {"sku": sku, "currency": currency}).mappings().first()
         if row is None:
             return None
         effective_at = row["effective_at"]
@@ -42,9 +47,7 @@ class SqlCatalog:
         return upsert_if_newer(self._connection, prices, values, newer=prices.c.effective_at)
 
     def product(self, sku: str) -> Product | None:
-        row = (
-            self._connection.execute(select(products).where(products.c.sku == sku).with_for_update()).mappings().first()
-        )
+        row = self._connection.execute(_PRODUCT, {"sku": sku}).mappings().first()
         if row is None:
             return None
         return Product(row["sku"], row["revision"], row["title"], row["description"], dict(row["attributes"]))
