@@ -69,6 +69,8 @@ SOAK_ENV = {
     "FLOWFLEET_DOWNSTREAM_TIMEOUT_SECONDS": str(DOWNSTREAM_TIMEOUT_S),
     "FLOWFLEET_WORKER_THREADS": "4",
     **{f"FLOWFLEET_{system}_RATE_LIMIT": "0" for system in ("ERP", "CHANNELS", "NOTIFY", "PAYMENTS")},
+    # FLOWFLEET_SOAK_GROUP_COMMIT=true soaks the opt-in group commit (workers.runtime.group_commit) instead.
+    "FLOWFLEET_GROUP_COMMIT": os.environ.get("FLOWFLEET_SOAK_GROUP_COMMIT", "false"),
 }
 
 
