@@ -43,8 +43,13 @@ class Browser:
     client: TestClient
     auth: tuple[str, str] | None
 
+    @property
+    def credentials(self) -> dict[str, Any]:
+        """The `auth` argument of each request; none at all for an anonymous browser."""
+        return {} if self.auth is None else {"auth": self.auth}
+
     def get(self, url: str, **kwargs: Any) -> Any:
-        return self.client.get(url, auth=self.auth, **kwargs)
+        return self.client.get(url, **self.credentials, **kwargs)
 
     def token(self) -> str:
         found = _CSRF.search(self.get("/records").text)
@@ -54,7 +59,7 @@ class Browser:
     def post(self, url: str, data: Mapping[str, str], *, headers: Mapping[str, str] | None = None) -> Any:
         sent = {"csrf_token": self.token(), **data}
         given = {"Origin": BASE, "Sec-Fetch-Site": "same-origin", **(headers or {})}
-        return self.client.post(url, data=sent, auth=self.auth, headers=given, follow_redirects=False)
+        return self.client.post(url, data=sent, headers=given, follow_redirects=False, **self.credentials)
 
     def finished(self, action_url: str, timeout: float = 30.0) -> dict[str, Any]:
         """Poll an action's JSON (as the page's script does) until it is no longer running."""

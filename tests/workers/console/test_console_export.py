@@ -75,10 +75,10 @@ def test_a_cross_site_or_tokenless_export_is_refused_and_a_reason_is_required(
     tokenless = admin.client.post(
         "/export",
         data=form,
-        auth=admin.auth,
+        **admin.credentials,
         headers={"Origin": BASE, "Sec-Fetch-Site": "same-origin"},
     )
     assert tokenless.status_code == 403 and SECRET not in tokenless.text
-    assert admin.client.get("/export", auth=admin.auth).status_code == 405, "no GET download"
+    assert admin.client.get("/export", **admin.credentials).status_code == 405, "no GET download"
     assert admin.post("/export", {"order_id": "ORD-1"}).status_code == 400, "an export needs a reason"
     assert _exports(cli) == []

@@ -110,11 +110,11 @@ def test_a_cross_site_post_is_refused_even_with_the_users_credentials_and_token(
     forged_origin = {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"}
     assert operator.post("/discard", data, headers=forged_origin).status_code == 403
     no_token = operator.client.post(
-        "/discard", data=data, auth=operator.auth, headers={"Origin": BASE}, follow_redirects=False
+        "/discard", data=data, **operator.credentials, headers={"Origin": BASE}, follow_redirects=False
     )
     assert no_token.status_code == 403
     wrong_token = operator.client.post(
-        "/discard", data={**data, "csrf_token": "0" * 64}, auth=operator.auth, headers={"Origin": BASE}
+        "/discard", data={**data, "csrf_token": "0" * 64}, **operator.credentials, headers={"Origin": BASE}
     )
     assert wrong_token.status_code == 403
     assert operator.get(f"/records/{record}").text.count(">open<") >= 1
