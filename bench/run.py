@@ -228,6 +228,7 @@ class Harness:
                 text=True,
                 cwd=ROOT,
                 env={k: v for k, v in os.environ.items() if not k.startswith("FLOWFLEET_")},
+                start_new_session=True,  # its own process group: forked workers are stopped with it
             )
         RUNNING.add(self.process)
         threading.Thread(target=self._read, daemon=True).start()
@@ -256,14 +257,27 @@ class Harness:
             # py-spy writes its stacks when the consumer ends on its own (it does after RESULT).
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=60)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_group(self.process)
         RUNNING.discard(self.process)
+
+
+def stop_group(process: subprocess.Popen[str], grace: float = 10.0) -> None:
+    """SIGTERM the process's whole group (a --processes run forks workers), SIGKILL what outlives `grace`.
+
+    Nothing of one run may go on consuming while the next run's backlog is published."""
+    deadline = time.monotonic() + grace
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=0.1)
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return  # the group is gone
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 RUNNING: set[subprocess.Popen[str]] = set()
@@ -539,9 +553,7 @@ def environment(scenarios: list[Scenario]) -> Iterator[tuple[services.Vhost, dic
         yield vhost, databases
     finally:
         for process in list(RUNNING):
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+            stop_group(process, grace=0.0)
         for database in databases.values():
             database.drop()
         vhost.delete()
