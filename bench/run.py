@@ -371,10 +371,14 @@ class Bench:
         if scenario.kind != "publisher":
             self.backlog(scenario, messages, spec["tag"])
         harness = Harness(spec, self.log_dir, f"{scenario.name}-round{round_}", profile=self.args.profile)
+        database = self.databases.get(scenario.name)
+        analyzing = services.Analyzer(database) if database else None
         try:
             result: dict[str, Any] = json.loads(harness.expect("RESULT", self.args.timeout + 60))
         finally:
             harness.stop()
+            if analyzing is not None:
+                analyzing.stop()
         return result
 
     def messages(self, scenario: Scenario) -> int:
