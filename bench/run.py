@@ -96,13 +96,13 @@ SCENARIOS: dict[str, Scenario] = {
             group_commit=True,
         ),
         Scenario(
-            "fleet-pg-dedup-group-commit-1lane",
-            "flowfleet, one-insert handler, PostgreSQL, dedup on, group commit with one group in flight",
+            "fleet-pg-dedup-group-commit-2lanes",
+            "flowfleet, one-insert handler, PostgreSQL, dedup on, group commit with two groups in flight",
             "fleet",
             "insert",
             db=True,
             group_commit=True,
-            group_commit_lanes=1,
+            group_commit_lanes=2,
         ),
         Scenario("fleet-orders", "flowfleet orders flow, PostgreSQL (in-process ERP)", "fleet", "orders", db=True),
         Scenario(
@@ -122,13 +122,13 @@ SCENARIOS: dict[str, Scenario] = {
             group_commit=True,
         ),
         Scenario(
-            "fleet-orders-group-commit-1lane",
-            "flowfleet orders flow, PostgreSQL, group commit with one group in flight",
+            "fleet-orders-group-commit-2lanes",
+            "flowfleet orders flow, PostgreSQL, group commit with two groups in flight",
             "fleet",
             "orders",
             db=True,
             group_commit=True,
-            group_commit_lanes=1,
+            group_commit_lanes=2,
         ),
         Scenario(
             "dramatiq-minimal",

@@ -62,11 +62,12 @@ class Settings(BaseSettings):
 
     worker_threads: int = Field(default=8, ge=1, le=256)
     #: Apply messages that worker threads hold at once in one transaction, a savepoint each
-    #: (workers.runtime.group_commit). Off by default: it saves commits but serialises a process's statements
-    #: on one connection, and on the bench machine that cost more wall time than the commits (bench/README.md).
+    #: (workers.runtime.group_commit). Off by default: on the bench machine it saved about a quarter of the CPU
+    #: per message but no throughput (0.93-1.0x), and each message waits for its group (bench/README.md).
     group_commit: bool = False
-    #: Groups in flight at once per process with group commit on, each on its own connection.
-    group_commit_lanes: int = Field(default=2, ge=1, le=64)
+    #: Groups in flight at once per process with group commit on, each on its own connection. One by default:
+    #: on the bench machine a second lane made groups smaller, cost more CPU and won no throughput.
+    group_commit_lanes: int = Field(default=1, ge=1, le=64)
     #: `flowfleet worker` processes under one parent (`--processes`); 1 runs the worker in the command's own process.
     worker_processes: int = Field(default=1, ge=1, le=256)
     #: Unacked messages per consumer; RabbitMQ recommends 100-300 for throughput.
