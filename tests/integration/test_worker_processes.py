@@ -78,3 +78,29 @@ def test_two_worker_processes_consume_report_their_sum_restart_a_dead_one_and_dr
     assert database.orders("ORD-PROC-INFLIGHT"), "the in-flight order was finished"
     assert database.stock("MUG-BLUE", "BER-1")["reserved"] == 1
     assert rabbit.queue_state(ORDERS_QUEUE) == (0, 0), "nothing left to redeliver, nobody consuming"
+
+
+def test_the_children_drain_and_stop_when_their_parent_is_killed(
+    worker: StartWorker, rabbit: Rabbit, wait_for: WaitFor
+) -> None:
+    running = worker("--processes", "2")
+    wait_for(lambda: rabbit.queue_state(ORDERS_QUEUE)[1] == 2, timeout=60, what="both children consuming")
+    children = children_of(running.pid)
+
+    running.process.send_signal(signal.SIGKILL)  # nobody forwards a signal now: the children must notice
+    running.process.wait(timeout=10)
+
+    wait_for(
+        lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists() and not _zombie(pid)],
+        timeout=30,
+        what="both children gone after their parent",
+    )
+    assert running.log().count("finishing in-flight messages") >= 2, "each drained as on SIGTERM"
+    assert rabbit.queue_state(ORDERS_QUEUE)[1] == 0, "nobody left consuming"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="ascii").split(") ", 1)[1].startswith("Z")
+    except (FileNotFoundError, IndexError):
+        return False

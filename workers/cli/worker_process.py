@@ -12,6 +12,7 @@ import pika
 from dramatiq import Worker
 from sqlalchemy import Engine
 
+from workers.cli.parent_watch import watch_parent
 from workers.cli.stopping import stop_on_signals
 from workers.deadletters.drain import ArchiveDrain
 from workers.delivery.http import HttpDownstream
@@ -43,6 +44,7 @@ def run_worker(  # one keyword per command-line switch
 ) -> int:
     """Run until SIGTERM or SIGINT; finish in-flight messages and requests, then exit 0."""
     configure_logging(json=settings.log_format == "json", level=settings.log_level, secrets=secret_values(settings))
+    watch_parent(logger)
     init_sentry(settings)  # before any broker exists: its Dramatiq integration hooks Broker.__init__
     chosen = tuple(f for f in FLOWS if not flows or f.name in flows)
     unknown = set(flows or ()) - {f.name for f in FLOWS}

@@ -3,7 +3,8 @@
 Each child is a plain `flowfleet worker` (one process, its own threads, relay and drain) started
 afresh, not forked, so it shares no connection or thread with the parent. The parent forwards
 SIGTERM and SIGINT to every child, so each drains as a lone worker does (in-flight messages finish
-and are acked, relay leases are given back), and exits when all have stopped. A child that dies is
+and are acked, relay leases are given back), and exits when all have stopped; a parent killed outright
+leaves no child behind either (each watches its pid: workers.cli.parent_watch). A child that dies is
 started again after a pause that doubles while children keep dying young (1 s up to 30 s), so a
 worker that cannot start does not spin.
 
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from workers.cli.parent_watch import PARENT_ENV
 from workers.observability.logs import configure_logging
 from workers.observability.metrics_endpoint import MULTIPROC_ENV
 from workers.observability.scrubbing import secret_values
@@ -121,6 +123,7 @@ def supervise(settings: Settings, processes: int, child_args: Sequence[str]) -> 
     configure_logging(json=settings.log_format == "json", level=settings.log_level, secrets=secret_values(settings))
     env = dict(os.environ)
     env["FLOWFLEET_WORKER_PROCESSES"] = "1"
+    env[PARENT_ENV] = str(os.getpid())  # each child stops once this process is gone (workers.cli.parent_watch)
     owned = None
     if not env.get(MULTIPROC_ENV):
         owned = tempfile.mkdtemp(prefix="flowfleet-metrics-")
