@@ -3,6 +3,7 @@ started again, and SIGTERM drains both (an in-flight message finishes and is ack
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -86,17 +87,21 @@ def test_the_children_drain_and_stop_when_their_parent_is_killed(
     running = worker("--processes", "2")
     wait_for(lambda: rabbit.queue_state(ORDERS_QUEUE)[1] == 2, timeout=60, what="both children consuming")
     children = children_of(running.pid)
+    try:
+        running.process.send_signal(signal.SIGKILL)  # nobody forwards a signal now: the children must notice
+        running.process.wait(timeout=10)
 
-    running.process.send_signal(signal.SIGKILL)  # nobody forwards a signal now: the children must notice
-    running.process.wait(timeout=10)
-
-    wait_for(
-        lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists() and not _zombie(pid)],
-        timeout=30,
-        what="both children gone after their parent",
-    )
-    assert running.log().count("finishing in-flight messages") >= 2, "each drained as on SIGTERM"
-    assert rabbit.queue_state(ORDERS_QUEUE)[1] == 0, "nobody left consuming"
+        wait_for(
+            lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists() and not _zombie(pid)],
+            timeout=30,
+            what="both children gone after their parent",
+        )
+        assert running.log().count("finishing in-flight messages") >= 2, "each drained as on SIGTERM"
+        assert rabbit.queue_state(ORDERS_QUEUE)[1] == 0, "nobody left consuming"
+    finally:  # no worker outlives the test, whatever failed
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _zombie(pid: int) -> bool:
