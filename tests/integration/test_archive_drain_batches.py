@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 
-import pika
 import pytest
 
-from tests.integration.conftest import Database, Rabbit, StartWorker, WaitFor
+from tests.integration.conftest import Database, Publish, Rabbit, StartWorker, WaitFor
 from workers.deadletters.drain import BATCH
 
 pytestmark = pytest.mark.integration
@@ -38,12 +37,10 @@ CREATE TRIGGER watch_dead_letters AFTER INSERT ON dead_letters FOR EACH ROW EXEC
 """
 
 
-def _fill_dead_letter_queue(rabbit: Rabbit, bodies: list[bytes]) -> None:
+def _fill_dead_letter_queue(publish: Publish, bodies: list[bytes]) -> None:
     """Publish straight into orders.XQ, as the broker dead-letters a message: a backlog for the drain."""
-    with rabbit.channel() as channel:
-        channel.confirm_delivery()
-        for body in bodies:
-            channel.basic_publish("", "orders.XQ", body, pika.BasicProperties(delivery_mode=2))
+    for body in bodies:
+        publish(body, "orders.XQ", exchange="")
 
 
 def _bodies(count: int, poison_at: int | None = None) -> list[bytes]:
@@ -54,12 +51,12 @@ def _bodies(count: int, poison_at: int | None = None) -> list[bytes]:
 
 
 def test_a_backlog_is_archived_in_batches_and_a_refused_dead_letter_is_kept_raw_alone(
-    worker: StartWorker, database: Database, wait_for: WaitFor, rabbit: Rabbit
+    worker: StartWorker, publish: Publish, database: Database, wait_for: WaitFor, rabbit: Rabbit
 ) -> None:
     worker().stop()  # migrated, and orders.XQ declared
     database.execute(WATCH_DEAD_LETTERS)
     count = 3 * BATCH
-    _fill_dead_letter_queue(rabbit, _bodies(count, poison_at=BATCH + 7))
+    _fill_dead_letter_queue(publish, _bodies(count, poison_at=BATCH + 7))
 
     running = worker("--no-relay")
     wait_for(lambda: len(database.dead_letters()) == count, timeout=60, what="every dead letter archived")
@@ -76,13 +73,13 @@ def test_a_backlog_is_archived_in_batches_and_a_refused_dead_letter_is_kept_raw_
 
 
 def test_while_the_database_refuses_every_dead_letter_none_is_acked_and_none_lost(
-    worker: StartWorker, database: Database, wait_for: WaitFor, rabbit: Rabbit
+    worker: StartWorker, publish: Publish, database: Database, wait_for: WaitFor, rabbit: Rabbit
 ) -> None:
     worker().stop()
     database.execute(WATCH_DEAD_LETTERS)
     database.execute("INSERT INTO refuse_all VALUES (true)")
     # Refused as read, then refused raw too: the drain leaves the batch in its queue and retries.
-    _fill_dead_letter_queue(rabbit, _bodies(BATCH + 5))
+    _fill_dead_letter_queue(publish, _bodies(BATCH + 5))
 
     running = worker("--no-relay")
     wait_for(

@@ -52,10 +52,10 @@ def _lease() -> Update:
     )
 
 
-DUE = _due()
+_DUE = _due()
 #: PostgreSQL: the due rows locked, skipping those another relay is claiming.
-DUE_LOCKED = DUE.with_for_update(skip_locked=True, of=deliveries)
-LEASE = _lease()
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True, of=deliveries)
+_LEASE = _lease()
 
 
 def claim_due(
@@ -68,14 +68,14 @@ def claim_due(
     found. On PostgreSQL the rows are locked with SKIP LOCKED, so relays never wait for each other; on
     SQLite (one writer at a time) a second claimer's UPDATE finds the lease already taken and skips the row.
     """
-    due = DUE_LOCKED if connection.dialect.name == "postgresql" else DUE
+    due = _DUE_LOCKED if connection.dialect.name == "postgresql" else _DUE
     rows = connection.execute(due, {"system": system, "now": now, "limit": limit}).mappings().all()
     if not rows:
         return []
     until = now + lease
     taken = set(
         connection.execute(
-            LEASE, {"ids": [row["id"] for row in rows], "now": now, "owner": owner, "until": until}
+            _LEASE, {"ids": [row["id"] for row in rows], "now": now, "owner": owner, "until": until}
         ).scalars()
     )
     return [dict(row) | {"lease_owner": owner, "lease_expires_at": until} for row in rows if row["id"] in taken]

@@ -17,7 +17,7 @@ from workers.store.tables import deliveries
 
 #: Built once, bound per request (no statement construct and cache key per delivery).
 #: A newer latest-value request replaces the pending ones of its key that no live lease holds.
-SUPERSEDE = (
+_SUPERSEDE = (
     deliveries.update()
     .where(
         deliveries.c.supersede_key == bindparam("replaces"),
@@ -26,7 +26,7 @@ SUPERSEDE = (
     )
     .values(status=SUPERSEDED, finished_at=bindparam("now"))
 )
-RECORD = deliveries.insert()
+_RECORD = deliveries.insert()
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,10 @@ class OutboxRecorder:
         now = datetime.now(UTC)
         replaces = supersede_key(self.system, path, body)
         if replaces is not None:
-            self.connection.execute(SUPERSEDE, {"replaces": replaces, "now": now})
+            self.connection.execute(_SUPERSEDE, {"replaces": replaces, "now": now})
         cause = self.cause
         self.connection.execute(
-            RECORD,
+            _RECORD,
             {
                 "system": self.system,
                 "method": "POST",
